@@ -1,0 +1,63 @@
+"""Evaluation: BFCL and record-form data readers, a BFCL-faithful checker, and call-level metrics."""
+
+from langchain_toolprm.evaluation.bfcl_checker import (
+    CheckResult,
+    calls_to_bfcl,
+    check_case,
+    has_no_call,
+    is_call_list,
+    standardize_string,
+)
+from langchain_toolprm.evaluation.metrics import (
+    PRF,
+    CallCounts,
+    CallMetrics,
+    call_counts,
+    canonical_value,
+    exact_match,
+    score_calls,
+)
+from langchain_toolprm.evaluation.readers import (
+    AST_CATEGORIES,
+    RELEVANCE_CATEGORIES,
+    SINGLE_TURN_CATEGORIES,
+    BFCLCase,
+    DataFormatError,
+    Record,
+    bfcl_category,
+    bfcl_data_dir,
+    iter_jsonl,
+    load_bfcl,
+    load_records,
+    normalize_call,
+    normalize_tool,
+)
+
+__all__ = [
+    "AST_CATEGORIES",
+    "PRF",
+    "RELEVANCE_CATEGORIES",
+    "SINGLE_TURN_CATEGORIES",
+    "BFCLCase",
+    "CallCounts",
+    "CallMetrics",
+    "CheckResult",
+    "DataFormatError",
+    "Record",
+    "bfcl_category",
+    "bfcl_data_dir",
+    "call_counts",
+    "calls_to_bfcl",
+    "canonical_value",
+    "check_case",
+    "exact_match",
+    "has_no_call",
+    "is_call_list",
+    "iter_jsonl",
+    "load_bfcl",
+    "load_records",
+    "normalize_call",
+    "normalize_tool",
+    "score_calls",
+    "standardize_string",
+]

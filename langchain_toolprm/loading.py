@@ -1,0 +1,60 @@
+"""From the references users write (``"qwen2.5-coder-0.5b-instruct"``, ``"rules"``) to loaded objects.
+
+Loaded models are kept per reference, so chat models, graphs and CLI runs that name the same model
+share one copy in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+from langchain_toolprm.policy.base import Policy
+from langchain_toolprm.prm.base import PRM
+
+__all__ = ["load_policy", "load_prm"]
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _policy(ref: str) -> Policy:
+    from langchain_toolprm.policy.transformers import TransformersPolicy
+
+    return TransformersPolicy.from_pretrained(ref)
+
+
+@lru_cache(maxsize=8)
+def _prm(ref: str) -> PRM:
+    from langchain_toolprm.prm.generative import GenerativePRM
+    from langchain_toolprm.prm.rules import RulePRM
+
+    if ref == "rules":
+        return RulePRM()
+    return GenerativePRM.from_pretrained(ref)
+
+
+def load_policy(policy: Policy | str) -> Policy:
+    """A policy object, loading (once per reference) a model named by a string."""
+    if isinstance(policy, Policy):
+        return policy
+    if not isinstance(policy, str):
+        raise TypeError(f"policy must be a Policy or a model reference string, got {type(policy).__name__}.")
+    with _lock:
+        return _policy(policy)
+
+
+def load_prm(prm: PRM | str | None) -> PRM | None:
+    """A PRM object: ``None`` stays ``None``, ``"rules"`` is `RulePRM`, other strings load a generative PRM."""
+    if prm is None or isinstance(prm, PRM):
+        return prm
+    if not isinstance(prm, str):
+        raise TypeError(f"prm must be a PRM, a model reference string, 'rules' or None, got {type(prm).__name__}.")
+    with _lock:
+        return _prm(prm)
+
+
+def describe(obj: Any) -> str:
+    """A short name for metadata."""
+    return getattr(obj, "name", None) or type(obj).__name__

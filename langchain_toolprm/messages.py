@@ -1,0 +1,117 @@
+"""Conversations in the one shape chat templates and the PRM prompt read: ``{"role", "content", ...}`` dicts.
+
+Users hand in LangChain messages or plain dicts; tool-call turns and tool results must survive the
+conversion so multi-turn agent histories render through the model's own chat template.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
+__all__ = ["ChatMessage", "last_user_text", "to_chat_messages"]
+
+ChatMessage = dict[str, Any]
+
+_ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant", "system": "system",
+          "developer": "system", "tool": "tool", "function": "tool"}
+
+
+def _text(content: Any) -> str:
+    """Flatten LangChain content blocks to text; non-text blocks cannot reach a text-only model."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content or []:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "".join(parts)
+
+
+def _template_call(name: str, args: Any, call_id: str | None) -> dict[str, Any]:
+    if isinstance(args, str):
+        args = json.loads(args) if args.strip() else {}
+    call: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": args}}
+    if call_id:
+        call["id"] = call_id
+    return call
+
+
+def _from_langchain(message: BaseMessage) -> ChatMessage:
+    if isinstance(message, ToolMessage):
+        return {"role": "tool", "content": _text(message.content), "tool_call_id": message.tool_call_id,
+                "name": message.name}
+    if isinstance(message, AIMessage):
+        out: ChatMessage = {"role": "assistant", "content": _text(message.content)}
+        if message.tool_calls:
+            out["tool_calls"] = [_template_call(c["name"], c["args"], c.get("id")) for c in message.tool_calls]
+        return out
+    if isinstance(message, SystemMessage):
+        return {"role": "system", "content": _text(message.content)}
+    if isinstance(message, HumanMessage):
+        return {"role": "user", "content": _text(message.content)}
+    role = _ROLES.get(message.type)
+    if role is None:
+        raise ValueError(f"Unsupported message type {message.type!r}.")
+    return {"role": role, "content": _text(message.content)}
+
+
+def _from_dict(message: Mapping[str, Any]) -> ChatMessage:
+    role = _ROLES.get(str(message.get("role", "")))
+    if role is None:
+        raise ValueError(f"Message {dict(message)!r} has no known role (user, assistant, system, tool).")
+    out: ChatMessage = {"role": role, "content": _text(message.get("content"))}
+    calls = message.get("tool_calls")
+    if calls:
+        out["tool_calls"] = [
+            _template_call(c["function"]["name"], c["function"].get("arguments", {}), c.get("id"))
+            if "function" in c
+            else _template_call(c["name"], c.get("args", c.get("arguments", {})), c.get("id"))
+            for c in calls
+        ]
+    for key in ("tool_call_id", "name"):
+        if key in message:
+            out[key] = message[key]
+    return out
+
+
+def to_chat_messages(messages: str | Sequence[BaseMessage | Mapping[str, Any] | str]) -> list[ChatMessage]:
+    """Normalise a conversation.
+
+    Args:
+        messages: A user text, or a sequence of LangChain messages, role/content dicts or user texts.
+
+    Returns:
+        Role/content dicts, with ``tool_calls`` on assistant turns in the OpenAI form chat templates
+        expect.
+
+    Raises:
+        ValueError: A message has an unknown role or type.
+
+    """
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out = []
+    for message in messages:
+        if isinstance(message, BaseMessage):
+            out.append(_from_langchain(message))
+        elif isinstance(message, Mapping):
+            out.append(_from_dict(message))
+        elif isinstance(message, str):
+            out.append({"role": "user", "content": message})
+        else:
+            raise ValueError(f"Unsupported message {message!r}: use LangChain messages or role/content dicts.")
+    return out
+
+
+def last_user_text(messages: Sequence[ChatMessage]) -> str:
+    """The latest user request, which grounding checks compare values against."""
+    for message in reversed(messages):
+        if message["role"] == "user":
+            return message["content"]
+    return ""

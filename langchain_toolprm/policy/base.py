@@ -1,0 +1,63 @@
+"""The policy interface: what the search asks of the model that proposes steps.
+
+A policy turns a conversation and its tools into a *session*: a prompt encoded once, plus the format
+in which the model writes calls. The search then asks the session two things only: the log-probability
+of short continuations of the assistant text (enumerated choices), and samples of it (free values,
+whole answers). Everything about tools and structure stays in the grammar.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from langchain_toolprm.formats import ToolCallFormat
+from langchain_toolprm.lm import Sample, StopFn, Usage
+from langchain_toolprm.messages import ChatMessage
+from langchain_toolprm.tools import ToolSpec
+
+__all__ = ["Policy", "PolicySession"]
+
+
+class PolicySession(ABC):
+    """One conversation's prompt, encoded once and reused for every step of a search.
+
+    Attributes:
+        format: How calls are written after the prompt.
+        native_format: The format the model's chat template teaches (the strict parse of free text).
+        prompt: The rendered prompt text.
+        usage: Compute spent in this session.
+
+    """
+
+    format: ToolCallFormat
+    native_format: ToolCallFormat
+    prompt: str
+    usage: Usage
+
+    @abstractmethod
+    def token_logprobs(self, items: Sequence[tuple[str, str]]) -> list[list[float]]:
+        """Per ``(assistant_text, continuation)``, the log-probabilities of the continuation's tokens."""
+
+    @abstractmethod
+    def sample(
+        self,
+        assistant_text: str,
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        stop: StopFn | None = None,
+    ) -> list[Sample]:
+        """``n`` continuations of the assistant text (``stop=None``: up to the end of the turn)."""
+
+
+class Policy(ABC):
+    """A model that proposes steps; ``session`` is called once per search."""
+
+    name: str
+
+    @abstractmethod
+    def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], *, seed: int | None = None
+                ) -> PolicySession:
+        """Render and encode the prompt for one conversation with its tools."""

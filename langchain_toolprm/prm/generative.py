@@ -1,0 +1,81 @@
+"""A generative PRM: a causal LM whose next token after a step is ``+`` or ``-``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_toolprm.grammar import Action, GrammarState
+from langchain_toolprm.lm import CausalLM, Prefix, Usage
+from langchain_toolprm.messages import ChatMessage
+from langchain_toolprm.prm.base import PRM, Path, PRMSession
+from langchain_toolprm.prm.prompt import (
+    LABEL_NEGATIVE,
+    LABEL_POSITIVE,
+    render_context,
+    render_history,
+    step_text,
+)
+from langchain_toolprm.tools import ToolSpec
+
+__all__ = ["GenerativePRM"]
+
+
+class GenerativePRM(PRM):
+    """Score = ``softmax([logit(+), logit(-)])[0]`` at the label position after the step.
+
+    Args:
+        lm: Any causal LM; a fine-tuned one (``toolprm train``) knows the prompt format of
+            `langchain_toolprm.prm.prompt`.
+
+    Raises:
+        ValueError: The tokenizer does not write the labels as single tokens.
+
+    """
+
+    def __init__(self, lm: CausalLM):
+        self.lm = lm
+        self.name = f"generative:{lm.name}"
+        ids = [lm.single_token_id(label) for label in (LABEL_POSITIVE, LABEL_NEGATIVE)]
+        if None in ids:
+            raise ValueError(
+                f"The tokenizer of {lm.name!r} splits the PRM labels {LABEL_POSITIVE!r}/{LABEL_NEGATIVE!r} "
+                "into several tokens; a generative PRM needs each label to be one token."
+            )
+        self.label_ids: list[int] = [int(i) for i in ids if i is not None]
+
+    @classmethod
+    def from_pretrained(cls, ref: str, **load_kwargs: Any) -> GenerativePRM:
+        """Load from a hub id, a local folder (a full model or a LoRA adapter), a GGUF file or a packaged name."""
+        return cls(CausalLM.from_pretrained(ref, **load_kwargs))
+
+    def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
+        usage = Usage()
+        return _GenerativeSession(self, self.lm.prefix(render_context(messages, specs), usage), usage)
+
+
+class _GenerativeSession(PRMSession):
+    def __init__(self, prm: GenerativePRM, prefix: Prefix, usage: Usage):
+        self.prm = prm
+        self.prefix = prefix
+        self.usage = usage
+
+    def _scores(self, texts: Sequence[str]) -> list[float]:
+        import torch
+
+        logits = self.prm.lm.next_token_logits(self.prefix, texts, self.prm.label_ids, self.usage)
+        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+
+    def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
+        history = render_history([(s, a, True) for s, a in path])
+        return self._scores([history + step_text(state, action) for action in candidates])
+
+    def score_path(self, path: Path) -> list[float]:
+        lines = [step_text(s, a) for s, a in path]
+        history = render_history([(s, a, True) for s, a in path])
+        # Each step's text ends where its label starts, so the prefixes are cut from one history.
+        texts, offset = [], 0
+        for line in lines:
+            texts.append(history[: offset + len(line)])
+            offset = history.index("\n", offset + len(line)) + 1
+        return self._scores(texts)

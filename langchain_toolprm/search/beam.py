@@ -1,0 +1,128 @@
+"""Step-level beam search over the grammar, and its one-beam policy-only special case (greedy)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+from langchain_toolprm.grammar import GrammarState
+from langchain_toolprm.search.engine import Path, Proposal, SearchContext, aggregate, distinct_alternatives
+from langchain_toolprm.search.results import SearchResult, TraceNode
+
+__all__ = ["beam_search", "greedy_search"]
+
+
+@dataclass(frozen=True)
+class Beam:
+    """A partial path with what the policy and the PRM said of it."""
+
+    state: GrammarState
+    path: Path
+    scores: tuple[float, ...]
+    logprob: float
+    node: TraceNode
+
+    def extend(self, ctx: SearchContext, proposal: Proposal, score: float | None, node: TraceNode) -> Beam:
+        return Beam(
+            state=ctx.grammar.apply(self.state, proposal.action),
+            path=(*self.path, (self.state, proposal.action)),
+            scores=self.scores if score is None else (*self.scores, score),
+            logprob=self.logprob + proposal.logprob,
+            node=node,
+        )
+
+
+def _force(ctx: SearchContext, beam: Beam) -> Beam:
+    """Take forced moves (a single legal action) without asking the policy or the PRM."""
+    while not beam.state.done:
+        decision = ctx.grammar.decision(beam.state)
+        if not decision.forced:
+            break
+        action = decision.actions[0]
+        node = beam.node.add(TraceNode(action.tag, action.describe(), forced=True))
+        beam = replace(beam.extend(ctx, Proposal(action, 0.0), None, node))
+    return beam
+
+
+def _key(ctx: SearchContext, beam: Beam) -> tuple[float, float]:
+    """The PRM decides; the policy breaks its ties (and decides alone without a PRM)."""
+    return aggregate(beam.scores, ctx.config.aggregation), beam.logprob
+
+
+def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], root: TraceNode) -> SearchResult:
+    if finished:
+        finished.sort(key=lambda b: _key(ctx, b), reverse=True)
+        ranked = [(b.state.call_dicts(), _score(ctx, b), b.logprob) for b in finished]
+        best = finished[0]
+        return SearchResult(ranked[0][0], ranked[0][1], best.logprob, distinct_alternatives(ranked), root,
+                            ctx.cost(), ctx.config.strategy, format=ctx.policy.format.name)
+    best_partial = max(unfinished, key=lambda b: _key(ctx, b)) if unfinished else None
+    partial = None
+    if best_partial is not None and best_partial.state.function is not None:
+        state = best_partial.state
+        partial = {"name": state.function, "arguments": {p: json.loads(v) for p, v in state.arguments}}
+    calls = best_partial.state.call_dicts() if best_partial else []
+    return SearchResult(calls, None, None, [], root, ctx.cost(), ctx.config.strategy, finished=False,
+                        format=ctx.policy.format.name, partial=partial)
+
+
+def _score(ctx: SearchContext, beam: Beam) -> float | None:
+    return aggregate(beam.scores, ctx.config.aggregation) if ctx.prm is not None else None
+
+
+def beam_search(ctx: SearchContext) -> SearchResult:
+    """Keep N beams; expand each with M proposals; keep the N best by aggregated PRM score.
+
+    Finished beams leave the beam and wait for the final ranking; the search ends when no beam is
+    left. Beams that reach the same state merge (the better one stays).
+    """
+    config = ctx.config
+    root = TraceNode()
+    active = [Beam(ctx.grammar.initial(), (), (), 0.0, root)]
+    finished: list[Beam] = []
+    last: list[Beam] = active
+    for round_ in range(config.max_steps):
+        active = [_force(ctx, b) for b in active]
+        finished += [b for b in active if b.state.done]
+        active = [b for b in active if not b.state.done]
+        if not active:
+            break
+        last = active
+        proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature)
+        children: dict[GrammarState, Beam] = {}
+        nodes: list[TraceNode] = []
+        for beam, props in zip(active, proposals, strict=True):
+            scores = ctx.score(beam.path, beam.state, [p.action for p in props])
+            for proposal, score in zip(props, scores, strict=True):
+                action = proposal.action
+                node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))
+                nodes.append(node)
+                child = beam.extend(ctx, proposal, score, node)
+                other = children.get(child.state)
+                if other is None or _key(ctx, child) > _key(ctx, other):
+                    children[child.state] = child
+        active = sorted(children.values(), key=lambda b: _key(ctx, b), reverse=True)[: config.num_beams]
+        for beam in active:
+            beam.node.kept = True
+        ctx.notify(round_, nodes)
+    return _result(ctx, finished, last if not finished else [], root)
+
+
+def greedy_search(ctx: SearchContext) -> SearchResult:
+    """The policy's argmax at every step of the same grammar: the constrained base model, no PRM."""
+    root = TraceNode()
+    beam = Beam(ctx.grammar.initial(), (), (), 0.0, root)
+    for round_ in range(ctx.config.max_steps):
+        beam = _force(ctx, beam)
+        if beam.state.done:
+            return _result(ctx, [beam], [], root)
+        proposals = ctx.propose([beam.state], 1, 0.0)[0]
+        if not proposals:  # the greedy value was invalid: fall back to a few samples
+            proposals = ctx.propose([beam.state], ctx.config.beam_width, ctx.config.temperature)[0]
+        if not proposals:
+            return _result(ctx, [], [beam], root)
+        best = max(proposals, key=lambda p: p.logprob)
+        node = beam.node.add(TraceNode(best.action.tag, best.action.describe(), best.logprob))
+        beam = beam.extend(ctx, best, None, node)
+        ctx.notify(round_, [node])
+    return _result(ctx, [], [beam], root)

@@ -1,0 +1,37 @@
+"""Search settings: one typed object shared by the API, the chat model and the CLI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Aggregation", "SearchConfig", "Strategy"]
+
+Strategy = Literal["beam", "greedy", "unconstrained", "best_of_n", "majority"]
+Aggregation = Literal["last", "min", "prod", "mean"]
+
+
+class SearchConfig(BaseModel):
+    """How much compute to spend on one tool-call turn, and how.
+
+    The paper's rule is "explore more, retain less": a large ``beam_width`` (M candidates per beam
+    and step) with a small ``num_beams`` (N beams kept), because a wrong step in a structured call
+    cannot be repaired later.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    strategy: Strategy = "beam"
+    num_beams: int = Field(2, ge=1, description="N: beams kept after each step.")
+    beam_width: int = Field(4, ge=1, description="M: candidate steps proposed per beam and step.")
+    aggregation: Aggregation = Field("min", description="How step scores combine into a beam's score.")
+    num_samples: int = Field(8, ge=1, description="Complete samples for best_of_n and majority.")
+    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature for free values and samples.")
+    max_calls: int = Field(8, ge=1, description="Most calls in one turn.")
+    parallel_tool_calls: bool = Field(True, description="Allow several calls in one turn.")
+    max_value_tokens: int = Field(64, ge=1, description="Token limit for one sampled argument value.")
+    max_new_tokens: int = Field(256, ge=1, description="Token limit for free text (answers, unconstrained).")
+    max_steps: int = Field(256, ge=1, description="Search rounds before giving up on unfinished beams.")
+    answer_in_text: bool = Field(False, description="When the turn has no call, let the policy write the answer.")
+    seed: int | None = Field(0, description="Random seed for sampling; None for fresh randomness.")

@@ -1,0 +1,196 @@
+"""What every grammar-walking strategy shares: proposing steps, scoring them, ranking paths.
+
+The policy proposes: finite choices are enumerated with their log-probabilities in one batched pass
+over all states being expanded; free values are sampled, read, validated and de-duplicated. The PRM
+scores the proposals of one state together. Strategies only decide what to keep.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag
+from langchain_toolprm.lm import logsumexp
+from langchain_toolprm.messages import ChatMessage
+from langchain_toolprm.policy.base import PolicySession
+from langchain_toolprm.prm.base import PRMSession
+from langchain_toolprm.search.config import Aggregation, SearchConfig
+from langchain_toolprm.search.results import Alternative, Cost, TraceNode
+from langchain_toolprm.search.values import read_value, value_end
+from langchain_toolprm.tools import ToolSpec
+
+__all__ = ["Path", "Proposal", "SearchContext", "StepListener", "aggregate"]
+
+Path = tuple[tuple[GrammarState, Action], ...]
+StepListener = Callable[[int, list[TraceNode]], None]
+"""Called after each search round with the round number and the nodes it explored (kept or pruned)."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate step with the policy's log-probability of it."""
+
+    action: Action
+    logprob: float
+
+
+def aggregate(scores: Sequence[float], how: Aggregation) -> float:
+    """Combine step scores into a path score; an unscored path counts as perfect."""
+    if not scores:
+        return 1.0
+    if how == "last":
+        return scores[-1]
+    if how == "min":
+        return min(scores)
+    if how == "prod":
+        return math.prod(scores)
+    return sum(scores) / len(scores)
+
+
+class SearchContext:
+    """One search's model sessions, grammar and counters.
+
+    Args:
+        messages: The conversation.
+        specs: The bound tools.
+        grammar: Legal steps over the tools.
+        policy: The policy session (prompt encoded).
+        prm: The PRM session, or ``None`` to rank by the policy alone.
+        config: Search settings.
+        listener: Progress callback.
+
+    """
+
+    def __init__(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], grammar: Grammar,
+                 policy: PolicySession, prm: PRMSession | None, config: SearchConfig,
+                 listener: StepListener | None = None):
+        self.messages = messages
+        self.specs = specs
+        self.grammar = grammar
+        self.policy = policy
+        self.prm = prm
+        self.config = config
+        self.listener = listener
+        self.prm_candidates = 0
+        self.invalid_values = 0
+        self.started = time.perf_counter()
+
+    # -- text -----------------------------------------------------------------------------------
+    def text(self, state: GrammarState) -> str:
+        """The assistant text of a state in the session's call format."""
+        return self.policy.format.render(state)
+
+    # -- proposing ------------------------------------------------------------------------------
+    def propose(self, states: Sequence[GrammarState], width: int, temperature: float) -> list[list[Proposal]]:
+        """Up to ``width`` proposals per state, best first by the policy's log-probability.
+
+        Enumerated decisions of all states share one forward pass; free values are sampled per state.
+        """
+        decisions = [self.grammar.decision(s) for s in states]
+        enumerated = self._enumerate([(s, d.actions) for s, d in zip(states, decisions, strict=True) if not d.free])
+        out = []
+        for state, decision in zip(states, decisions, strict=True):
+            if decision.free:
+                found = self._sample_values(state, decision.value_schema or {}, width, temperature)
+            else:
+                found = enumerated.pop(0)
+            out.append(sorted(found, key=lambda p: -p.logprob)[:width])
+        return out
+
+    def _enumerate(self, groups: list[tuple[GrammarState, Sequence[Action]]]) -> list[list[Proposal]]:
+        fmt = self.policy.format
+        items, owners = [], []
+        for g, (state, actions) in enumerate(groups):
+            for action in actions:
+                continuation = fmt.continuation(state, action)
+                if continuation:
+                    items.append((self.text(state), continuation))
+                    owners.append((g, action))
+        scored: list[list[Proposal]] = [[] for _ in groups]
+        first_token: dict[int, float] = {}
+        if items:
+            for (g, action), logprobs in zip(owners, self.policy.token_logprobs(items), strict=True):
+                scored[g].append(Proposal(action, sum(logprobs)))
+                if action.tag is StepTag.FUNC_NAME and logprobs:
+                    first_token[g] = max(first_token.get(g, -math.inf), logprobs[0])
+        for g, (state, actions) in enumerate(groups):
+            for action in actions:
+                if not fmt.continuation(state, action):
+                    # Answering in text writes no call opener: its probability is what the opener's first
+                    # token leaves over.
+                    p_call = math.exp(first_token.get(g, -math.inf))
+                    scored[g].append(Proposal(action, math.log(max(1.0 - p_call, 1e-12))))
+        return scored
+
+    def _sample_values(self, state: GrammarState, schema: dict[str, Any], width: int, temperature: float
+                       ) -> list[Proposal]:
+        spec = self.grammar.spec(state.function or "")
+        n = 1 if temperature == 0 else width
+        for attempt_temperature in (temperature, max(temperature, 1.0)):
+            samples = self.policy.sample(self.text(state), n, temperature=attempt_temperature,
+                                         max_new_tokens=self.config.max_value_tokens, stop=value_end)
+            by_value: dict[str, dict[tuple[int, ...], float]] = {}
+            for sample in samples:
+                ok, value = read_value(sample.text.strip(), schema) if sample.finished else (False, None)
+                if not ok or not spec.value_is_valid(state.param or "", value):
+                    self.invalid_values += 1
+                    continue
+                action = Action.set_value(value)
+                by_value.setdefault(action.value_json or "", {})[sample.token_ids] = sample.logprob
+            if by_value:
+                return [Proposal(Action(StepTag.ARG_VALUE, value_json=v), logsumexp(list(seqs.values())))
+                        for v, seqs in by_value.items()]
+            n = max(n, width)
+        return []
+
+    # -- scoring --------------------------------------------------------------------------------
+    def score(self, path: Path, state: GrammarState, actions: Sequence[Action]) -> list[float | None]:
+        """PRM scores of candidate steps (``None`` each without a PRM)."""
+        if self.prm is None or not actions:
+            return [None] * len(actions)
+        self.prm_candidates += len(actions)
+        return list(self.prm.score(path, state, actions))
+
+    def score_path(self, path: Path) -> list[float]:
+        """PRM scores of every step of a complete path."""
+        if self.prm is None or not path:
+            return []
+        self.prm_candidates += len(path)
+        return self.prm.score_path(path)
+
+    def notify(self, round_: int, nodes: list[TraceNode]) -> None:
+        """Report a search round to the listener."""
+        if self.listener is not None:
+            self.listener(round_, nodes)
+
+    def cost(self) -> Cost:
+        """The counters so far."""
+        return Cost.of(self.policy.usage, self.prm.usage if self.prm else None, self.prm_candidates,
+                       time.perf_counter() - self.started)
+
+
+def distinct_alternatives(ranked: Sequence[tuple[list[dict[str, Any]], float | None, float | None]],
+                          limit: int = 4) -> list[Alternative]:
+    """Runner-ups with call lists different from each other and from the winner (first entry)."""
+    seen, out = set(), []
+    for i, (calls, score, logprob) in enumerate(ranked):
+        key = calls_key(calls)
+        if key in seen:
+            continue
+        seen.add(key)
+        if i > 0:
+            out.append(Alternative(calls, score, logprob))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def calls_key(calls: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """An order-free identity of a call list (parallel calls may come in any order)."""
+    from langchain_toolprm.grammar import canonical_json
+
+    return tuple(sorted(canonical_json(c) for c in calls))

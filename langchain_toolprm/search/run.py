@@ -1,0 +1,88 @@
+"""`run_search`: one public entry point for every strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage
+
+from langchain_toolprm.formats import FormatError
+from langchain_toolprm.grammar import Grammar, ToolChoice
+from langchain_toolprm.loading import load_policy, load_prm
+from langchain_toolprm.messages import to_chat_messages
+from langchain_toolprm.policy.base import Policy
+from langchain_toolprm.prm.base import PRM
+from langchain_toolprm.search.beam import beam_search, greedy_search
+from langchain_toolprm.search.config import SearchConfig
+from langchain_toolprm.search.engine import SearchContext, StepListener
+from langchain_toolprm.search.results import SearchResult
+from langchain_toolprm.search.sampling import best_of_n, majority_vote, unconstrained
+from langchain_toolprm.tools import to_tool_specs
+
+__all__ = ["run_search"]
+
+_STRATEGIES: dict[str, Callable[[SearchContext], SearchResult]] = {
+    "beam": beam_search,
+    "greedy": greedy_search,
+    "unconstrained": unconstrained,
+    "best_of_n": best_of_n,
+    "majority": majority_vote,
+}
+_USES_PRM = {"beam", "best_of_n"}
+
+
+def run_search(
+    messages: str | Sequence[BaseMessage | dict[str, Any]],
+    tools: Sequence[Any],
+    *,
+    policy: Policy | str,
+    prm: PRM | str | None = None,
+    config: SearchConfig | None = None,
+    tool_choice: Any = None,
+    on_step: StepListener | None = None,
+) -> SearchResult:
+    """Decide one assistant turn's tool calls.
+
+    Args:
+        messages: The conversation: LangChain messages, ``{"role", "content"}`` dicts, or a user text.
+        tools: Anything ``convert_to_openai_tool`` accepts, or BFCL function docs.
+        policy: A policy or a model reference (hub id, folder, ``.gguf``, packaged name).
+        prm: A PRM, a model reference for a generative PRM, ``"rules"``, or ``None`` (policy only).
+        config: Strategy and budget; defaults to beam search with N=2, M=4.
+        tool_choice: ``None``/``"auto"``, ``"none"``, ``"any"``/``"required"``, or a tool name.
+        on_step: Called after each search round with the explored nodes (progress, streaming).
+
+    Returns:
+        The chosen calls with score, alternatives, trace and cost.
+
+    Raises:
+        ToolSchemaError: A tool's schema cannot be used.
+        ValueError: The messages or ``tool_choice`` are malformed.
+
+    """
+    config = config or SearchConfig()
+    chat = to_chat_messages(messages)
+    if not chat:
+        raise ValueError("run_search needs at least one message.")
+    specs = to_tool_specs(tools)
+    grammar = Grammar(specs, ToolChoice.parse(tool_choice, [s.name for s in specs]),
+                      max_calls=config.max_calls if config.parallel_tool_calls else 1)
+    policy_session = load_policy(policy).session(chat, specs, seed=config.seed)
+    prm_obj = load_prm(prm) if config.strategy in _USES_PRM else None
+    prm_session = prm_obj.session(chat, specs) if prm_obj is not None else None
+    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step)
+    result = _STRATEGIES[config.strategy](ctx)
+    if config.answer_in_text and result.finished and not result.calls and result.text is None:
+        result.text = _text_answer(ctx)
+        result.cost = ctx.cost()
+    return result
+
+
+def _text_answer(ctx: SearchContext) -> str:
+    """The policy's own words when the search decided that no tool fits."""
+    sample = ctx.policy.sample("", 1, temperature=0.0, max_new_tokens=ctx.config.max_new_tokens)[0]
+    try:
+        return ctx.policy.native_format.parse(sample.text).text
+    except FormatError:
+        return sample.text.strip()

@@ -1,0 +1,273 @@
+"""Tool specs: one normalised JSON schema per tool, whatever form the user gave it in.
+
+The grammar reads function names, parameter names, enums and required lists from these specs, and
+every generated value is validated against them with `jsonschema`, so a spec must be both a correct
+JSON schema and something the grammar can walk. Everything that fails either test is rejected here,
+with the tool and the parameter named, before any model runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+__all__ = [
+    "ToolSchemaError",
+    "ToolSpec",
+    "bfcl_function_to_openai",
+    "to_tool_specs",
+]
+
+# Gorilla/BFCL type names and the JSON-schema types they stand for.
+_BFCL_TYPES: dict[str, str | None] = {
+    "dict": "object",
+    "object": "object",
+    "float": "number",
+    "number": "number",
+    "integer": "integer",
+    "int": "integer",
+    "string": "string",
+    "str": "string",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "array": "array",
+    "list": "array",
+    "tuple": "array",
+    "any": None,
+    "null": "null",
+}
+_JSON_TYPES = {"object", "number", "integer", "string", "boolean", "array", "null"}
+
+
+class ToolSchemaError(ValueError):
+    """A tool definition the grammar cannot use; the message names the tool and the parameter."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the grammar sees it: a name, a description and an object schema of parameters.
+
+    Attributes:
+        name: The function name the model must write.
+        description: Free text shown to the model and the PRM.
+        parameters: A JSON schema of type ``object`` with ``properties`` and ``required``.
+
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    @property
+    def properties(self) -> dict[str, dict[str, Any]]:
+        """Parameter name -> its JSON schema, in declaration order (the order the model reads)."""
+        return self.parameters.get("properties", {})
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Names that must be filled before the call may end."""
+        return tuple(self.parameters.get("required", ()))
+
+    @cached_property
+    def _validators(self) -> dict[str, Draft202012Validator]:
+        return {name: Draft202012Validator(schema) for name, schema in self.properties.items()}
+
+    def value_is_valid(self, param: str, value: Any) -> bool:
+        """Whether ``value`` satisfies the schema of ``param``."""
+        return self._validators[param].is_valid(value)
+
+    def argument_errors(self, arguments: Mapping[str, Any]) -> list[str]:
+        """Every way ``arguments`` break the schema (unknown names, missing required, bad values)."""
+        errors = [f"unknown parameter {name!r}" for name in arguments if name not in self.properties]
+        errors += [f"missing required parameter {name!r}" for name in self.required if name not in arguments]
+        for name, value in arguments.items():
+            if name in self.properties:
+                errors += [f"{name}: {e.message}" for e in self._validators[name].iter_errors(value)]
+        return errors
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI tool dict, which chat templates and LangChain expect."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+def to_tool_specs(tools: Iterable[Any]) -> list[ToolSpec]:
+    """Normalise tools given in any supported form.
+
+    Args:
+        tools: OpenAI tool dicts, bare function dicts (``{"name", "parameters"}``), BFCL function docs
+            (types ``dict``, ``float``, ``tuple``, ``any``), LangChain tools, pydantic models or plain
+            functions, or ready ``ToolSpec`` objects.
+
+    Returns:
+        One spec per tool, in the given order.
+
+    Raises:
+        ToolSchemaError: A tool cannot be converted, two tools share a name, or a parameter schema is
+            not valid JSON schema.
+
+    """
+    specs = [_to_spec(tool) for tool in tools]
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise ToolSchemaError(f"Two tools are named {spec.name!r}; tool names must be unique.")
+        seen.add(spec.name)
+    return specs
+
+
+def _to_spec(tool: Any) -> ToolSpec:
+    if isinstance(tool, ToolSpec):
+        return tool
+    if isinstance(tool, Mapping) and _looks_like_bfcl(tool):
+        tool = bfcl_function_to_openai(tool)
+    try:
+        openai_tool = convert_to_openai_tool(tool)
+    except Exception as exc:  # the converter raises bare ValueError/TypeError/KeyError
+        raise ToolSchemaError(f"Cannot read tool {_describe(tool)}: {exc}") from exc
+    function = openai_tool.get("function")
+    if not isinstance(function, Mapping) or not function.get("name"):
+        raise ToolSchemaError(f"Tool {_describe(tool)} has no function name.")
+    name = str(function["name"])
+    parameters = copy.deepcopy(function.get("parameters") or {"type": "object", "properties": {}})
+    return ToolSpec(
+        name=name,
+        description=str(function.get("description") or ""),
+        parameters=_check_parameters(name, parameters),
+    )
+
+
+def _describe(tool: Any) -> str:
+    if isinstance(tool, Mapping):
+        return repr(tool.get("name") or tool.get("function", {}).get("name") or json.dumps(tool)[:80])
+    return repr(getattr(tool, "name", None) or getattr(tool, "__name__", None) or tool)
+
+
+def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
+    """Reject what the grammar cannot walk, naming the tool and the parameter."""
+    if not isinstance(parameters, Mapping):
+        raise ToolSchemaError(f"Tool {tool!r}: 'parameters' must be an object schema, got {parameters!r}.")
+    parameters = dict(parameters)
+    parameters.setdefault("type", "object")
+    parameters.setdefault("properties", {})
+    if parameters["type"] != "object":
+        raise ToolSchemaError(f"Tool {tool!r}: parameters must have type 'object', got {parameters['type']!r}.")
+    properties = parameters["properties"]
+    if not isinstance(properties, Mapping):
+        raise ToolSchemaError(f"Tool {tool!r}: 'properties' must map parameter names to schemas.")
+    for param, schema in properties.items():
+        where = f"Tool {tool!r}, parameter {param!r}"
+        if not isinstance(schema, Mapping):
+            raise ToolSchemaError(f"{where}: the schema must be an object, got {schema!r}.")
+        _check_types(where, schema)
+        try:
+            Draft202012Validator.check_schema(dict(schema))
+        except SchemaError as exc:
+            raise ToolSchemaError(f"{where}: invalid JSON schema: {exc.message}") from exc
+        if "$ref" in json.dumps(schema):
+            raise ToolSchemaError(f"{where}: unresolved '$ref' in the schema; inline the referenced definition.")
+    required = parameters.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ToolSchemaError(f"Tool {tool!r}: 'required' must be a list of parameter names.")
+    unknown = [r for r in required if r not in properties]
+    if unknown:
+        raise ToolSchemaError(f"Tool {tool!r}: required parameter(s) {unknown} are not in 'properties'.")
+    return parameters
+
+
+def _check_types(where: str, schema: Mapping[str, Any]) -> None:
+    declared = schema.get("type")
+    names = declared if isinstance(declared, list) else [declared] if declared is not None else []
+    for name in names:
+        if name not in _JSON_TYPES:
+            raise ToolSchemaError(f"{where}: unsupported type {name!r} (expected one of {sorted(_JSON_TYPES)}).")
+    for key in ("items",):
+        if isinstance(schema.get(key), Mapping):
+            _check_types(f"{where}[items]", schema[key])
+    for sub, sub_schema in (schema.get("properties") or {}).items():
+        if isinstance(sub_schema, Mapping):
+            _check_types(f"{where}.{sub}", sub_schema)
+
+
+def _looks_like_bfcl(tool: Mapping[str, Any]) -> bool:
+    """BFCL docs are bare function dicts whose parameter types use Gorilla names such as ``dict``."""
+    if "function" in tool or "parameters" not in tool:
+        return False
+    text = json.dumps(tool.get("parameters"))
+    return any(f'"type": "{t}"' in text for t in ("dict", "float", "tuple", "any"))
+
+
+def bfcl_function_to_openai(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate a BFCL function doc into an OpenAI tool dict with standard JSON-schema types.
+
+    BFCL writes ``dict`` for objects, ``float`` for numbers, ``tuple`` for arrays and ``any`` for no
+    constraint. An ``integer`` is acceptable where a ``float`` is asked, as in JSON schema's
+    ``number``, which matches BFCL's own checker.
+
+    Args:
+        doc: One entry of a BFCL ``function`` list.
+
+    Returns:
+        ``{"type": "function", "function": {...}}``.
+
+    Raises:
+        ToolSchemaError: A parameter uses a type that BFCL does not define.
+
+    """
+    name = str(doc.get("name", ""))
+    parameters = doc.get("parameters") or {"type": "dict", "properties": {}}
+    converted = _convert_bfcl_schema(name, "", parameters)
+    converted["type"] = "object"
+    return {
+        "type": "function",
+        "function": {"name": name, "description": str(doc.get("description", "")), "parameters": converted},
+    }
+
+
+def _convert_bfcl_schema(tool: str, path: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "type":
+            if value not in _BFCL_TYPES:
+                where = f"parameter {path!r}" if path else "parameters"
+                raise ToolSchemaError(f"Tool {tool!r}, {where}: unknown BFCL type {value!r}.")
+            json_type = _BFCL_TYPES[value]
+            if json_type is not None:
+                out["type"] = json_type
+        elif key == "properties" and isinstance(value, Mapping):
+            out[key] = {
+                p: _convert_bfcl_schema(tool, f"{path}.{p}" if path else p, s) for p, s in value.items()
+            }
+        elif key == "items" and isinstance(value, Mapping):
+            out[key] = _convert_bfcl_schema(tool, f"{path}[items]", value)
+        elif key == "optional":
+            continue  # a BFCL flag that duplicates "required"
+        else:
+            out[key] = copy.deepcopy(value)
+    if out.get("type") == "number" and "enum" in out:
+        out["enum"] = [float(v) if isinstance(v, int) else v for v in out["enum"]]
+    if "default" in out and not _default_fits(out):
+        out.pop("default")  # BFCL writes defaults such as "None" for numbers; they describe, not constrain
+    if "required" in out and "properties" in out:
+        out["required"] = [r for r in out["required"] if r in out["properties"]]
+    return out
+
+
+def _default_fits(schema: Mapping[str, Any]) -> bool:
+    checked = {k: v for k, v in schema.items() if k != "default"}
+    return Draft202012Validator(checked).is_valid(schema["default"])
+
+
+def specs_by_name(specs: Sequence[ToolSpec]) -> dict[str, ToolSpec]:
+    """Index specs by function name."""
+    return {spec.name: spec for spec in specs}
