@@ -59,12 +59,18 @@ class ToolCallFormat(ABC):
 
     end_of_turn: str = ""
     name: ClassVar[str]
-    opener: ClassVar[str]
-    """The text that starts a call list; its probability decides "call" against "answer in text"."""
 
     @abstractmethod
+    def call_head(self, index: int) -> str:
+        """Text that opens call number ``index``, up to its function name."""
+
+    @abstractmethod
+    def branch(self, index: int) -> str:
+        """The short text that commits to writing call number ``index`` (its probability is P(call))."""
+
     def call_open(self, index: int, function: str) -> str:
         """Text that opens call number ``index`` up to the first argument."""
+        return self.call_head(index) + _dump(function) + ', "arguments": {'
 
     @abstractmethod
     def call_close(self) -> str:
@@ -124,9 +130,6 @@ class ToolCallFormat(ABC):
         )
         return text + ("}}" if closed else "")
 
-    @staticmethod
-    def _open_object(function: str) -> str:
-        return '{"name": ' + _dump(function) + ', "arguments": {'
 
 
 @dataclass(frozen=True)
@@ -134,11 +137,13 @@ class HermesFormat(ToolCallFormat):
     """Qwen/Hermes: ``<tool_call>\\n{"name": .., "arguments": {..}}\\n</tool_call>``, one block a call."""
 
     name: ClassVar[str] = "hermes"
-    opener: ClassVar[str] = "<tool_call>"
     _block: ClassVar[re.Pattern[str]] = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
-    def call_open(self, index: int, function: str) -> str:
-        return ("" if index == 0 else "\n") + "<tool_call>\n" + self._open_object(function)
+    def call_head(self, index: int) -> str:
+        return self.branch(index) + '\n{"name": '
+
+    def branch(self, index: int) -> str:
+        return ("" if index == 0 else "\n") + "<tool_call>"
 
     def call_close(self) -> str:
         return "\n</tool_call>"
@@ -159,10 +164,12 @@ class JSONListFormat(ToolCallFormat):
     """Hammer/xLAM: the whole answer is a JSON list ``[{"name": .., "arguments": {..}}, ...]``."""
 
     name: ClassVar[str] = "json_list"
-    opener: ClassVar[str] = "[{"
 
-    def call_open(self, index: int, function: str) -> str:
-        return ("[" if index == 0 else ", ") + self._open_object(function)
+    def call_head(self, index: int) -> str:
+        return self.branch(index) + '"name": '
+
+    def branch(self, index: int) -> str:
+        return "[{" if index == 0 else ", {"
 
     def call_close(self) -> str:
         return ""
@@ -191,11 +198,13 @@ class FencedJSONFormat(ToolCallFormat):
     """
 
     name: ClassVar[str] = "fenced_json"
-    opener: ClassVar[str] = "```json"
     _block: ClassVar[re.Pattern[str]] = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 
-    def call_open(self, index: int, function: str) -> str:
-        return ("" if index == 0 else "\n") + "```json\n" + self._open_object(function)
+    def call_head(self, index: int) -> str:
+        return self.branch(index) + '\n{"name": '
+
+    def branch(self, index: int) -> str:
+        return ("" if index == 0 else "\n") + "```json"
 
     def call_close(self) -> str:
         return "\n```"

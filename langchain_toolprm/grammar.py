@@ -295,7 +295,11 @@ class Grammar:
         if state.function is not None:
             spec = self.spec(state.function)
             actions = [Action.arg(p) for p in spec.properties if p not in state.filled]
-            if all(r in state.filled for r in spec.required):
+            # A call identical to one already made in this turn is never wanted: it may not end.
+            done_keys = {call.key() for call in state.calls}
+            if all(r in state.filled for r in spec.required) and (
+                Call(spec.name, state.arguments).key() not in done_keys
+            ):
                 actions.append(Action.end_args())
             return Decision(StepTag.ARG_NAME, tuple(actions))
         return Decision(StepTag.FUNC_NAME, tuple(self._slot_actions(state)))
@@ -335,7 +339,8 @@ class Grammar:
         if tag is StepTag.ARG_NAME:
             return replace(state, param=action.name)
         if tag is StepTag.ARG_VALUE:
-            return replace(state, param=None, arguments=(*state.arguments, (state.param or "", action.value_json or "null")))
+            filled = (state.param or "", action.value_json or "null")
+            return replace(state, param=None, arguments=(*state.arguments, filled))
         if tag is StepTag.ARG_END:
             return replace(state, closing=True)
         if tag is StepTag.FUNC_END:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["CausalLM", "Prefix", "Sample", "Usage"]
+__all__ = ["CausalLM", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +47,26 @@ class Usage:
 class Prefix:
     """An encoded text whose keys and values are kept for reuse.
 
+    A prefix has a *root* (a prompt, tokenised alone, as chat templates are) and a *tail* written
+    after it (the assistant's text, tokenised alone). The two never share a token, as in training,
+    where the template's tokens and the response's tokens are tokenised separately.
+
     Attributes:
-        text: The text.
-        ids: Its token ids.
+        root: The root text.
+        tail: The text after the root.
+        ids: Token ids of root then tail.
+        root_len: How many of ``ids`` belong to the root.
         kv: Per layer ``(keys, values)`` of shape ``[1, heads, len(ids), dim]``.
+        last_hidden: The final hidden state at the last token (its logits predict what comes next).
 
     """
 
-    text: str
+    root: str
+    tail: str
     ids: list[int]
+    root_len: int
     kv: list[tuple[torch.Tensor, torch.Tensor]] = field(repr=False)
+    last_hidden: torch.Tensor = field(repr=False)
 
 
 @dataclass
@@ -169,92 +179,118 @@ class CausalLM:
     def _kv_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def _forward(self, ids: torch.Tensor, cache: Any, usage: Usage | None, keep: int = 0) -> Any:
+    def _hidden(self, ids: torch.Tensor, cache: Any, usage: Usage | None) -> torch.Tensor:
+        """Final hidden states only: the output head runs later, on the few positions that are read.
+
+        Full logits over a 150k vocabulary at every position cost more than the forward pass itself.
+        """
         if usage is not None:
             usage.add(int(ids.numel()))
         with self._torch.inference_mode():
-            return self.model(
-                input_ids=ids.to(self.device), past_key_values=cache, use_cache=True, logits_to_keep=keep
-            )
+            out = self.model.base_model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True)
+        return out.last_hidden_state
 
-    def prefix(self, text: str, usage: Usage | None = None, base: Prefix | None = None) -> Prefix:
-        """Encode ``text`` once for reuse, starting from ``base``'s cache where the tokens agree."""
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        with self._torch.inference_mode():
+            return self.model.get_output_embeddings()(hidden).float()
+
+    def prefix(self, text: str, usage: Usage | None = None) -> Prefix:
+        """Encode a root text (a prompt) once for reuse."""
         ids = self.encode(text)
-        start = 0
-        if base is not None:
-            start = min(_common_prefix(ids, base.ids), len(ids) - 1)
+        if not ids:
+            raise ValueError("Cannot encode an empty prompt.")
         with self._lock:
-            cache = self._cache(base.kv if base is not None else [], start, 1)
-            if start < len(ids):
-                self._forward(self._torch.tensor([ids[start:]]), cache, usage, keep=1)
-        return Prefix(text, ids, self._kv_of(cache))
+            cache = self._cache([], 0, 1)
+            hidden = self._hidden(self._torch.tensor([ids]), cache, usage)
+        return Prefix(text, "", ids, len(ids), self._kv_of(cache), hidden[0, -1])
 
-    # -- scoring --------------------------------------------------------------------------------
-    def token_logprobs(
-        self, prefix: Prefix, items: Sequence[tuple[str, str]], usage: Usage | None = None
-    ) -> list[list[float]]:
-        """Log-probabilities of continuation tokens, all items in one batch.
+    def extend(self, base: Prefix, tail: str, usage: Usage | None = None, near: Sequence[Prefix] = ()) -> Prefix:
+        """The prefix ``base.root + tail``, fed from whichever known prefix shares the most tokens.
 
         Args:
-            prefix: The cached shared text.
-            items: ``(context, continuation)`` pairs; the text is ``prefix.text + context + continuation``.
+            base: A prefix with the same root (its own tail is ignored unless it helps).
+            tail: The full text after the root.
             usage: Where to count the compute.
+            near: Other prefixes of the same root to reuse (the parent state of a search step).
+
+        """
+        ids = base.ids[: base.root_len] + self.encode(tail)
+        best, shared = base, _common_prefix(ids, base.ids)
+        for other in near:
+            common = _common_prefix(ids, other.ids)
+            if common > shared:
+                best, shared = other, common
+        start = min(shared, len(ids) - 1)  # feed at least one token to get the last hidden state
+        with self._lock:
+            cache = self._cache(best.kv, start, 1)
+            hidden = self._hidden(self._torch.tensor([ids[start:]]), cache, usage)
+        return Prefix(base.root, tail, ids, base.root_len, self._kv_of(cache), hidden[0, -1])
+
+    def _rows(self, base: Prefix, texts: Sequence[str]) -> tuple[list[list[int]], list[int], int]:
+        """Full token ids of ``base.tail + text`` per text, where each departs from ``base``, and the cut."""
+        root_ids = base.ids[: base.root_len]
+        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
+        starts = [min(_common_prefix(full, base.ids), len(full) - 1) for full in fulls]
+        return fulls, starts, max(min(starts) - 1, 0)
+
+    def _run_rows(self, base: Prefix, rows: list[list[int]], cut: int, usage: Usage | None) -> torch.Tensor:
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batch = self._torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+        with self._lock:
+            return self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
+
+    # -- scoring --------------------------------------------------------------------------------
+    def token_logprobs(self, base: Prefix, continuations: Sequence[str], usage: Usage | None = None
+                       ) -> list[list[float]]:
+        """Log-probabilities of each continuation's tokens after ``base``, all in one batch.
 
         Returns:
-            Per item, the log-probabilities of the tokens of the full text that the context alone does
-            not fix (the continuation's tokens, plus a boundary token the continuation re-tokenised).
+            Per continuation, the log-probabilities of the tokens that ``base`` does not fix: the
+            continuation's own, plus the last token of the tail if the continuation re-tokenises it.
 
         """
         torch = self._torch
-        fulls = [self.encode(prefix.text + context + cont) for context, cont in items]
-        starts = []
-        for (context, _), full in zip(items, fulls, strict=True):
-            context_ids = self.encode(prefix.text + context) if context else prefix.ids
-            starts.append(min(_common_prefix(full, context_ids), len(full) - 1))
-        shared = min([_common_prefix(full, prefix.ids) for full in fulls] + [min(starts)])
-        cut = max(shared - 1, 0)  # feed the last shared token again: its logits score the first new one
+        fulls, starts, cut = self._rows(base, continuations)
         rows = [full[cut:] for full in fulls]
-        width = max(len(row) for row in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
-        with self._lock:
-            logits = self._forward(batch, self._cache(prefix.kv, cut, len(rows)), usage).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        out = []
+        hidden = self._run_rows(base, rows, cut, usage)
+        index, targets, owners = [], [], []
         for b, (row, start) in enumerate(zip(rows, starts, strict=True)):
-            first = max(start - cut, 1)  # position in the row of the first scored token
-            positions = torch.arange(first - 1, len(row) - 1)
-            targets = torch.tensor(row[first:])
-            out.append(logprobs[b, positions, targets].tolist())
+            for pos in range(max(start - cut, 1), len(row)):
+                index.append((b, pos - 1))
+                targets.append(row[pos])
+                owners.append(b)
+        out: list[list[float]] = [[] for _ in rows]
+        if not index:
+            return out
+        rows_idx = torch.tensor([i for i, _ in index])
+        pos_idx = torch.tensor([p for _, p in index])
+        logprobs = torch.log_softmax(self._logits(hidden[rows_idx, pos_idx]), dim=-1)
+        picked = logprobs[torch.arange(len(targets)), torch.tensor(targets)].tolist()
+        for owner, value in zip(owners, picked, strict=True):
+            out[owner].append(value)
         return out
 
-    def next_token_logits(
-        self, prefix: Prefix, texts: Sequence[str], token_ids: Sequence[int], usage: Usage | None = None
-    ) -> torch.Tensor:
-        """Logits of ``token_ids`` right after ``prefix.text + text`` for each text, in one batch.
+    def next_token_logits(self, base: Prefix, texts: Sequence[str], token_ids: Sequence[int],
+                          usage: Usage | None = None) -> torch.Tensor:
+        """Logits of ``token_ids`` right after ``base.tail + text`` for each text, in one batch.
 
         Returns:
             A ``[len(texts), len(token_ids)]`` float tensor.
 
         """
         torch = self._torch
-        fulls = [self.encode(prefix.text + text) for text in texts]
-        shared = min(_common_prefix(full, prefix.ids) for full in fulls)
-        cut = max(min(shared, min(len(f) for f in fulls) - 1), 0)
+        fulls, _, _ = self._rows(base, texts)
+        cut = max(min(min(_common_prefix(f, base.ids), len(f) - 1) for f in fulls), 0)
         rows = [full[cut:] for full in fulls]
-        width = max(len(row) for row in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
-        with self._lock:
-            logits = self._forward(batch, self._cache(prefix.kv, cut, len(rows)), usage).logits
-        last = torch.tensor([len(row) - 1 for row in rows])
-        return logits[torch.arange(len(rows)), last][:, list(token_ids)].float()
+        hidden = self._run_rows(base, rows, cut, usage)
+        last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
+        return self._logits(last)[:, list(token_ids)]
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(
         self,
-        prefix: Prefix,
-        context: str,
+        base: Prefix,
         n: int,
         *,
         temperature: float = 0.8,
@@ -263,11 +299,10 @@ class CausalLM:
         usage: Usage | None = None,
         generator: torch.Generator | None = None,
     ) -> list[Sample]:
-        """Sample ``n`` continuations of ``prefix.text + context`` on one shared cache.
+        """Sample ``n`` continuations of ``base`` on one shared cache.
 
         Args:
-            prefix: The cached shared text.
-            context: Text after the prefix, fed once and shared by all samples.
+            base: The text to continue.
             n: Number of samples (rows).
             temperature: 0 for greedy decoding.
             max_new_tokens: Token limit per sample.
@@ -280,21 +315,17 @@ class CausalLM:
 
         """
         torch = self._torch
-        ids = self.encode(prefix.text + context)
-        start = min(_common_prefix(ids, prefix.ids), len(ids) - 1)
         with self._lock:
-            cache = self._cache(prefix.kv, start, 1)
-            logits = self._forward(torch.tensor([ids[start:]]), cache, usage, keep=1).logits[:, -1]
-            cache.batch_repeat_interleave(n)
-            logits = logits.expand(n, -1)
+            cache = self._cache(base.kv, len(base.ids), n)
+            logits = self._logits(base.last_hidden[None]).expand(n, -1)
             tokens: list[list[int]] = [[] for _ in range(n)]
             logprob = [0.0] * n
             results: list[Sample | None] = [None] * n
             active = list(range(n))
             for _ in range(max_new_tokens):
-                step_logprobs = torch.log_softmax(logits.float(), dim=-1)
+                step_logprobs = torch.log_softmax(logits, dim=-1)
                 if temperature > 0:
-                    probs = torch.softmax(logits.float() / temperature, dim=-1)
+                    probs = torch.softmax(logits / temperature, dim=-1)
                     chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
                 else:
                     chosen = step_logprobs.argmax(dim=-1)
@@ -314,7 +345,7 @@ class CausalLM:
                     cache.batch_select_indices(torch.tensor(keep))
                     chosen = chosen[keep]
                     active = [active[slot] for slot in keep]
-                logits = self._forward(chosen[:, None], cache, usage, keep=1).logits[:, -1]
+                logits = self._logits(self._hidden(chosen[:, None], cache, usage)[:, -1])
         return [
             result
             if result is not None
@@ -349,3 +380,35 @@ def logsumexp(values: Sequence[float]) -> float:
     if top == -math.inf:
         return top
     return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+class PrefixCache:
+    """Recently used prefixes of one root, so each search step feeds only the tokens it added.
+
+    Args:
+        lm: The model.
+        root: The encoded prompt.
+        usage: Where to count the compute.
+        size: How many tails to keep (a beam search needs about two per beam).
+
+    """
+
+    def __init__(self, lm: CausalLM, root: Prefix, usage: Usage, size: int = 32):
+        self.lm = lm
+        self.root = root
+        self.usage = usage
+        self.size = size
+        self._entries: dict[str, Prefix] = {"": root}
+
+    def get(self, tail: str) -> Prefix:
+        """The prefix for ``root + tail``, extended from the closest cached one."""
+        found = self._entries.pop(tail, None)
+        if found is None:
+            near = [p for t, p in self._entries.items() if t and tail.startswith(t)]
+            near.sort(key=lambda p: len(p.tail), reverse=True)
+            found = self.lm.extend(self.root, tail, self.usage, near[:2])
+        self._entries[tail] = found  # most recent last
+        while len(self._entries) > self.size:
+            oldest = next(t for t in self._entries if t)
+            del self._entries[oldest]
+        return found

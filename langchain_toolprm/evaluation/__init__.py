@@ -1,4 +1,4 @@
-"""Evaluation: BFCL and record-form data readers, a BFCL-faithful checker, and call-level metrics."""
+"""Evaluation: data readers, a BFCL-faithful checker, call-level metrics, the eval loop and budget plots."""
 
 from langchain_toolprm.evaluation.bfcl_checker import (
     CheckResult,
@@ -17,6 +17,7 @@ from langchain_toolprm.evaluation.metrics import (
     exact_match,
     score_calls,
 )
+from langchain_toolprm.evaluation.plots import budget_figure, plot_budget
 from langchain_toolprm.evaluation.readers import (
     AST_CATEGORIES,
     RELEVANCE_CATEGORIES,
@@ -32,6 +33,20 @@ from langchain_toolprm.evaluation.readers import (
     normalize_call,
     normalize_tool,
 )
+from langchain_toolprm.evaluation.runner import (
+    EvalCase,
+    EvalConfig,
+    EvalSummary,
+    RunSpec,
+    RunSummary,
+    load_cases,
+    load_results,
+    record_tool_to_openai,
+    render_summary,
+    run_eval,
+    summarize,
+    summary_markdown,
+)
 
 __all__ = [
     "AST_CATEGORIES",
@@ -43,9 +58,15 @@ __all__ = [
     "CallMetrics",
     "CheckResult",
     "DataFormatError",
+    "EvalCase",
+    "EvalConfig",
+    "EvalSummary",
     "Record",
+    "RunSpec",
+    "RunSummary",
     "bfcl_category",
     "bfcl_data_dir",
+    "budget_figure",
     "call_counts",
     "calls_to_bfcl",
     "canonical_value",
@@ -55,9 +76,17 @@ __all__ = [
     "is_call_list",
     "iter_jsonl",
     "load_bfcl",
+    "load_cases",
     "load_records",
+    "load_results",
     "normalize_call",
     "normalize_tool",
+    "plot_budget",
+    "record_tool_to_openai",
+    "render_summary",
+    "run_eval",
     "score_calls",
     "standardize_string",
+    "summarize",
+    "summary_markdown",
 ]

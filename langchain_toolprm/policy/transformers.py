@@ -15,7 +15,7 @@ from langchain_toolprm.formats import (
     detect_format,
     get_format,
 )
-from langchain_toolprm.lm import CausalLM, Prefix, Sample, StopFn, Usage
+from langchain_toolprm.lm import CausalLM, PrefixCache, Sample, StopFn, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import Policy, PolicySession
 from langchain_toolprm.tools import ToolSpec
@@ -124,31 +124,42 @@ class TransformersPolicy(Policy):
         prefix = self.lm.prefix(prompt, usage)
         fmt = formats[0]
         if len(formats) > 1 and specs:
-            scores = self.lm.token_logprobs(prefix, [("", f.opener) for f in formats], usage)
+            scores = self.lm.token_logprobs(prefix, [f.branch(0) for f in formats], usage)
             fmt = formats[max(range(len(formats)), key=lambda i: sum(scores[i]))]
-        return TransformersSession(self.lm, prompt, prefix, fmt, self.native_format, usage, seed)
+        return TransformersSession(self.lm, prompt, PrefixCache(self.lm, prefix, usage), fmt, self.native_format,
+                                   usage, seed)
 
 
 class TransformersSession(PolicySession):
     """A prompt encoded once on a local model; every call feeds only the assistant text after it."""
 
-    def __init__(self, lm: CausalLM, prompt: str, prefix: Prefix, fmt: ToolCallFormat,
+    def __init__(self, lm: CausalLM, prompt: str, cache: PrefixCache, fmt: ToolCallFormat,
                  native_format: ToolCallFormat, usage: Usage, seed: int | None):
         import torch
 
         self.lm = lm
         self.prompt = prompt
-        self.prefix = prefix
+        self.cache = cache
         self.format = fmt
         self.native_format = native_format
         self.usage = usage
         self.generator = torch.Generator(device=lm.device).manual_seed(seed) if seed is not None else None
 
     def token_logprobs(self, items: Sequence[tuple[str, str]]) -> list[list[float]]:
-        return self.lm.token_logprobs(self.prefix, items, self.usage)
+        # One batch per distinct assistant text, each on its own cached prefix: rows then differ only
+        # in their few continuation tokens.
+        groups: dict[str, list[int]] = {}
+        for i, (text, _) in enumerate(items):
+            groups.setdefault(text, []).append(i)
+        out: list[list[float]] = [[] for _ in items]
+        for text, members in groups.items():
+            scored = self.lm.token_logprobs(self.cache.get(text), [items[i][1] for i in members], self.usage)
+            for i, logprobs in zip(members, scored, strict=True):
+                out[i] = logprobs
+        return out
 
     def sample(self, assistant_text: str, n: int, *, temperature: float, max_new_tokens: int,
                stop: StopFn | None = None) -> list[Sample]:
-        return self.lm.sample(self.prefix, assistant_text, n, temperature=temperature,
+        return self.lm.sample(self.cache.get(assistant_text), n, temperature=temperature,
                               max_new_tokens=max_new_tokens, stop=stop, usage=self.usage,
                               generator=self.generator)

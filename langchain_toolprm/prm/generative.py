@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_toolprm.grammar import Action, GrammarState
-from langchain_toolprm.lm import CausalLM, Prefix, Usage
+from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.prm.base import PRM, Path, PRMSession
 from langchain_toolprm.prm.prompt import (
@@ -51,24 +51,26 @@ class GenerativePRM(PRM):
 
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
         usage = Usage()
-        return _GenerativeSession(self, self.lm.prefix(render_context(messages, specs), usage), usage)
+        root = self.lm.prefix(render_context(messages, specs), usage)
+        return _GenerativeSession(self, PrefixCache(self.lm, root, usage), usage)
 
 
 class _GenerativeSession(PRMSession):
-    def __init__(self, prm: GenerativePRM, prefix: Prefix, usage: Usage):
+    def __init__(self, prm: GenerativePRM, cache: PrefixCache, usage: Usage):
         self.prm = prm
-        self.prefix = prefix
+        self.cache = cache
         self.usage = usage
 
-    def _scores(self, texts: Sequence[str]) -> list[float]:
+    def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
         import torch
 
-        logits = self.prm.lm.next_token_logits(self.prefix, texts, self.prm.label_ids, self.usage)
+        base = self.cache.get(history)
+        logits = self.prm.lm.next_token_logits(base, steps, self.prm.label_ids, self.usage)
         return torch.softmax(logits, dim=-1)[:, 0].tolist()
 
     def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
         history = render_history([(s, a, True) for s, a in path])
-        return self._scores([history + step_text(state, action) for action in candidates])
+        return self._scores(history, [step_text(state, action) for action in candidates])
 
     def score_path(self, path: Path) -> list[float]:
         lines = [step_text(s, a) for s, a in path]
@@ -78,4 +80,4 @@ class _GenerativeSession(PRMSession):
         for line in lines:
             texts.append(history[: offset + len(line)])
             offset = history.index("\n", offset + len(line)) + 1
-        return self._scores(texts)
+        return self._scores("", texts)

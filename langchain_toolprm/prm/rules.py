@@ -69,9 +69,12 @@ class _RuleSession(PRMSession):
             name_words = _words(spec.name)
             name_hit = len(name_words & self.words) / max(len(name_words), 1)
             desc_hit = len(_words(spec.description) & self.words) / max(len(_words(spec.description)), 1)
-            return 0.4 + 0.4 * name_hit + 0.2 * min(1.0, 3 * desc_hit)
+            fit = 0.4 + 0.4 * name_hit + 0.2 * min(1.0, 3 * desc_hit)
+            # A second call of the same function is right only for requests that ask for several.
+            repeats = sum(call.name == spec.name for call in state.calls)
+            return fit * 0.6**repeats
         if tag is StepTag.TOTAL_FINISH:
-            return 0.7 if state.calls else self.rules.no_call_score
+            return 0.8 if state.calls else self.rules.no_call_score
         if tag is StepTag.ARG_END or tag is StepTag.FUNC_END:
             return 0.8
         spec = self.specs.get(state.function or "")

@@ -109,20 +109,38 @@ def beam_search(ctx: SearchContext) -> SearchResult:
 
 
 def greedy_search(ctx: SearchContext) -> SearchResult:
-    """The policy's argmax at every step of the same grammar: the constrained base model, no PRM."""
+    """The policy's argmax at every step of the same grammar: the constrained base model, no PRM.
+
+    A dead end (no valid value, or only a duplicate call left) backtracks to the latest decision with
+    an untried alternative, so greedy never fails where the grammar can still finish.
+    """
+    config = ctx.config
     root = TraceNode()
     beam = Beam(ctx.grammar.initial(), (), (), 0.0, root)
-    for round_ in range(ctx.config.max_steps):
+    untried: list[tuple[Beam, list[tuple[Proposal, TraceNode]]]] = []
+    for round_ in range(config.max_steps):
         beam = _force(ctx, beam)
         if beam.state.done:
             return _result(ctx, [beam], [], root)
-        proposals = ctx.propose([beam.state], 1, 0.0)[0]
-        if not proposals:  # the greedy value was invalid: fall back to a few samples
-            proposals = ctx.propose([beam.state], ctx.config.beam_width, ctx.config.temperature)[0]
+        proposals = ctx.propose([beam.state], config.beam_width, 0.0)[0]
+        if not proposals and ctx.grammar.decision(beam.state).free:
+            proposals = ctx.propose([beam.state], config.beam_width, config.temperature)[0]
         if not proposals:
-            return _result(ctx, [], [beam], root)
-        best = max(proposals, key=lambda p: p.logprob)
-        node = beam.node.add(TraceNode(best.action.tag, best.action.describe(), best.logprob))
-        beam = beam.extend(ctx, best, None, node)
-        ctx.notify(round_, [node])
+            beam.node.kept = False
+            while untried and not untried[-1][1]:
+                untried.pop()
+            if not untried:
+                return _result(ctx, [], [beam], root)
+            parent, alternatives = untried[-1]
+            choice, node = alternatives.pop(0)
+            node.kept = True
+            beam = parent.extend(ctx, choice, None, node)
+            continue
+        nodes = [
+            beam.node.add(TraceNode(p.action.tag, p.action.describe(), p.logprob, kept=i == 0))
+            for i, p in enumerate(proposals)
+        ]
+        untried.append((beam, list(zip(proposals[1:], nodes[1:], strict=True))))
+        beam = beam.extend(ctx, proposals[0], None, nodes[0])
+        ctx.notify(round_, nodes)
     return _result(ctx, [], [beam], root)

@@ -7,13 +7,14 @@ scores the proposals of one state together. Strategies only decide what to keep.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag
+from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag, canonical_json
 from langchain_toolprm.lm import logsumexp
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import PolicySession
@@ -102,29 +103,31 @@ class SearchContext:
         return out
 
     def _enumerate(self, groups: list[tuple[GrammarState, Sequence[Action]]]) -> list[list[Proposal]]:
-        fmt = self.policy.format
-        items, owners = [], []
-        for g, (state, actions) in enumerate(groups):
-            for action in actions:
-                continuation = fmt.continuation(state, action)
-                if continuation:
-                    items.append((self.text(state), continuation))
-                    owners.append((g, action))
-        scored: list[list[Proposal]] = [[] for _ in groups]
-        first_token: dict[int, float] = {}
-        if items:
-            for (g, action), logprobs in zip(owners, self.policy.token_logprobs(items), strict=True):
-                scored[g].append(Proposal(action, sum(logprobs)))
-                if action.tag is StepTag.FUNC_NAME and logprobs:
-                    first_token[g] = max(first_token.get(g, -math.inf), logprobs[0])
-        for g, (state, actions) in enumerate(groups):
-            for action in actions:
-                if not fmt.continuation(state, action):
-                    # Answering in text writes no call opener: its probability is what the opener's first
-                    # token leaves over.
-                    p_call = math.exp(first_token.get(g, -math.inf))
-                    scored[g].append(Proposal(action, math.log(max(1.0 - p_call, 1e-12))))
-        return scored
+        """Log-probabilities of every enumerated action, all groups in one request to the policy."""
+        plans = [self._plan(state, actions) for state, actions in groups]
+        items = [item for plan in plans for item in plan.items]
+        logprobs = self.policy.token_logprobs(items) if items else []
+        out, offset = [], 0
+        for plan in plans:
+            out.append(plan.resolve(logprobs[offset : offset + len(plan.items)]))
+            offset += len(plan.items)
+        return out
+
+    def _plan(self, state: GrammarState, actions: Sequence[Action]) -> _Plan:
+        fmt, text = self.policy.format, self.text(state)
+        calls = [a for a in actions if a.tag is StepTag.FUNC_NAME]
+        if not calls:
+            return _Plan(actions, [(text, fmt.continuation(state, a)) for a in actions])
+        # "Call or finish?" and "which function?" are separate questions: the first is read off the
+        # call opener, the second off the function names alone, so the fixed JSON around a name (which a
+        # model may prefer pretty-printed) weighs on neither.
+        index = len(state.calls)
+        items = [(text, fmt.branch(index))] + [(text + fmt.call_head(index), _json(a.name)) for a in calls]
+        finish = Action.finish() in actions
+        if finish and index > 0:
+            items.append((text, fmt.continuation(state, Action.finish())))
+        return _Plan(actions, items, calls=calls, finish=finish, first_call=index == 0)
+
 
     def _sample_values(self, state: GrammarState, schema: dict[str, Any], width: int, temperature: float
                        ) -> list[Proposal]:
@@ -191,6 +194,39 @@ def distinct_alternatives(ranked: Sequence[tuple[list[dict[str, Any]], float | N
 
 def calls_key(calls: Sequence[dict[str, Any]]) -> tuple[str, ...]:
     """An order-free identity of a call list (parallel calls may come in any order)."""
-    from langchain_toolprm.grammar import canonical_json
-
     return tuple(sorted(canonical_json(c) for c in calls))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass
+class _Plan:
+    """The texts to score for one state's enumerated actions, and how to read the scores back."""
+
+    actions: Sequence[Action]
+    items: list[tuple[str, str]]
+    calls: list[Action] | None = None
+    finish: bool = False
+    first_call: bool = False
+
+    def resolve(self, logprobs: list[list[float]]) -> list[Proposal]:
+        if self.calls is None:
+            return [Proposal(a, sum(lp)) for a, lp in zip(self.actions, logprobs, strict=True)]
+        branch = logprobs[0]
+        names = [sum(lp) for lp in logprobs[1 : 1 + len(self.calls)]]
+        norm = logsumexp(names)
+        if self.first_call:
+            # Before any call, "finish" means answering in text, which has no text of its own to score:
+            # it gets what the opener's first token leaves over.
+            p_call = math.exp(branch[0]) if branch else 1.0
+            call_lp = math.log(max(p_call, 1e-12))
+            finish_lp = math.log(max(1.0 - p_call, 1e-12))
+        else:
+            call_lp = sum(branch)
+            finish_lp = sum(logprobs[-1]) if self.finish else -math.inf
+        out = [Proposal(a, call_lp + lp - norm) for a, lp in zip(self.calls, names, strict=True)]
+        if self.finish:
+            out.append(Proposal(Action.finish(), finish_lp))
+        return out

@@ -1,0 +1,274 @@
+"""Trajectories for PRM training: the reference path, the policy's own answers, and branches off the path.
+
+Negatives must sit where the search will meet them, so they come from the policy the search runs:
+
+- *samples*: K complete answers at temperature 0.8 from the policy's prompt, read leniently and
+  replayed through the grammar (the path stops where the grammar could not have written it);
+- *branches*: at every decision of the reference path, the alternatives the policy proposes there
+  (`SearchContext.propose`, the very call the search makes: enumerated names and end decisions,
+  sampled values), each a one-step detour from a correct prefix;
+- *rules*: every legal alternative at the reference path's enumerated decisions, with no policy at all.
+  Used for irrelevance queries (the only decision is "call which tool, or none?", a closed set) and
+  for queries left over when the build's policy time budget is spent.
+
+Every trajectory is labelled by `ReferenceMatcher` (prefix correctness against the reference).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from langchain_toolprm.data.labels import ReferenceMatcher
+from langchain_toolprm.data.sources import Example, reference_calls
+from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag
+from langchain_toolprm.tools import ToolSpec, to_tool_specs
+
+if TYPE_CHECKING:
+    from langchain_toolprm.policy.base import Policy
+
+__all__ = [
+    "RolloutConfig",
+    "Trajectory",
+    "actions_from_calls",
+    "action_from_json",
+    "action_to_json",
+    "policy_trajectories",
+    "prepare",
+    "rule_trajectories",
+]
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """How much of the policy to spend per query.
+
+    Attributes:
+        samples: K, complete answers sampled per query.
+        temperature: Sampling temperature (the paper's 0.8) for samples and sampled values.
+        branch_width: Alternatives the policy proposes at each decision of the reference path (the
+            search's M).
+        max_new_tokens: Token limit of a complete sample.
+        max_value_tokens: Token limit of one sampled value.
+        rule_width: Most alternatives per decision for rule branches (random choice beyond it).
+        seed: Random seed.
+
+    """
+
+    samples: int = 4
+    temperature: float = 0.8
+    branch_width: int = 4
+    max_new_tokens: int = 160
+    max_value_tokens: int = 48
+    rule_width: int = 6
+    seed: int = 0
+
+
+@dataclass
+class Trajectory:
+    """A labelled action path.
+
+    Attributes:
+        actions: The steps, from the empty turn.
+        labels: Prefix correctness per step.
+        origin: ``"reference"``, ``"sample"``, ``"branch"`` (policy proposals) or ``"rule"``.
+        complete: Whether the path ends the turn (``TOTAL_FINISH``): a whole answer.
+
+    """
+
+    actions: list[Action]
+    labels: list[bool]
+    origin: str
+    complete: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.complete = bool(self.actions) and self.actions[-1].tag is StepTag.TOTAL_FINISH
+
+    @property
+    def correct(self) -> bool:
+        """A complete path with every step right."""
+        return self.complete and all(self.labels)
+
+    def key(self) -> tuple[Action, ...]:
+        """Identity for de-duplication."""
+        return tuple(self.actions)
+
+    def to_json(self) -> dict[str, Any]:
+        """Compact JSON form: actions as ``[tag, name, value_json]`` triples, labels as 0/1."""
+        return {
+            "actions": [action_to_json(a) for a in self.actions],
+            "labels": [int(x) for x in self.labels],
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trajectory:
+        """Inverse of `to_json`."""
+        return cls([action_from_json(a) for a in data["actions"]], [bool(x) for x in data["labels"]], data["origin"])
+
+
+def action_to_json(action: Action) -> list[Any]:
+    """``[tag, name, value_json]``."""
+    return [action.tag.value, action.name, action.value_json]
+
+
+def action_from_json(data: Sequence[Any]) -> Action:
+    """Inverse of `action_to_json`."""
+    return Action(StepTag(data[0]), data[1], data[2])
+
+
+@dataclass
+class Prepared:
+    """An example made ready for rollouts: specs, grammar, matcher and the reference path."""
+
+    example: Example
+    specs: list[ToolSpec]
+    grammar: Grammar
+    matcher: ReferenceMatcher
+    reference: list[Action]
+
+
+def prepare(example: Example, *, equivalence: bool = False, max_calls: int = 8) -> Prepared | None:
+    """Specs, grammar and reference path of an example, or ``None`` when the grammar cannot write the reference.
+
+    A reference the grammar cannot write (a value outside its schema's enum, an unknown parameter)
+    would label the policy's grammatical answers against an answer no search can reach.
+    """
+    specs = to_tool_specs(example.tools)
+    grammar = Grammar(specs, max_calls=max(max_calls, len(example.reference)))
+    reference = grammar.actions_for_calls(reference_calls(example.reference, specs))
+    if reference is None:
+        return None
+    matcher = ReferenceMatcher(example.reference, specs, equivalence=equivalence)
+    if not all(matcher.label(reference)):
+        return None
+    return Prepared(example, specs, grammar, matcher, reference)
+
+
+def _coerce(spec: ToolSpec, param: str, value: Any) -> Any:
+    """Bring a near-miss value into the parameter's type, as the search's value reader does."""
+    from langchain_toolprm.search.values import read_value
+
+    ok, coerced = read_value(json.dumps(value), spec.properties.get(param, {}))
+    return coerced if ok else value
+
+
+def actions_from_calls(grammar: Grammar, calls: Sequence[dict[str, Any]], finished: bool) -> list[Action]:
+    """The longest legal action path that writes ``calls`` (then ``finish`` when the answer ended).
+
+    The search cannot write an unknown tool or an invalid value; a sample's path stops at the first
+    step the grammar refuses, so every labelled step is one the search could take.
+    """
+    state, path = grammar.initial(), []
+
+    def step(action: Action) -> bool:
+        nonlocal state
+        try:
+            state = grammar.apply(state, action)
+        except (ValueError, KeyError, TypeError):
+            return False
+        path.append(action)
+        return True
+
+    for call in calls:
+        name = str(call.get("name", ""))
+        if not step(Action.call(name)):
+            return path
+        spec = grammar.spec(name)
+        arguments = call.get("arguments") or {}
+        if not isinstance(arguments, dict):
+            return path
+        for param, value in arguments.items():
+            if not step(Action.arg(str(param))) or not step(Action.set_value(_coerce(spec, str(param), value))):
+                return path
+        if not step(Action.end_args()) or not step(Action.end_call()):
+            return path
+    if finished:
+        step(Action.finish())
+    return path
+
+
+def _labelled(prepared: Prepared, actions: Sequence[Action], origin: str) -> Trajectory:
+    return Trajectory(list(actions), prepared.matcher.label(actions), origin)
+
+
+def _dedupe(trajectories: list[Trajectory]) -> list[Trajectory]:
+    seen: set[tuple[Action, ...]] = set()
+    out = []
+    for trajectory in trajectories:
+        if trajectory.actions and trajectory.key() not in seen:
+            seen.add(trajectory.key())
+            out.append(trajectory)
+    return out
+
+
+def rule_trajectories(prepared: Prepared, config: RolloutConfig, rng: random.Random) -> list[Trajectory]:
+    """The reference path and every legal alternative at its enumerated decisions (no policy).
+
+    Decisions with more than ``rule_width`` alternatives keep a random subset; ``finish`` at a call
+    slot is always kept, since "one more call, or stop?" is the decision small models get wrong.
+    """
+    out = [_labelled(prepared, prepared.reference, "reference")]
+    states = prepared.grammar.walk(prepared.reference)
+    for i, (state, taken) in enumerate(zip(states, prepared.reference, strict=False)):
+        decision = prepared.grammar.decision(state)
+        if decision.free or decision.forced:
+            continue
+        others = [a for a in decision.actions if a != taken]
+        keep = [a for a in others if a.tag is StepTag.TOTAL_FINISH]
+        rest = [a for a in others if a.tag is not StepTag.TOTAL_FINISH]
+        rng.shuffle(rest)
+        keep += rest[: max(config.rule_width - len(keep), 0)]
+        out += [_labelled(prepared, [*prepared.reference[:i], a], "rule") for a in keep]
+    return _dedupe(out)
+
+
+def _branch_states(prepared: Prepared) -> list[tuple[int, GrammarState]]:
+    states = prepared.grammar.walk(prepared.reference)
+    return [
+        (i, state)
+        for i, state in enumerate(states[:-1])
+        if not prepared.grammar.decision(state).forced
+    ]
+
+
+def policy_trajectories(policy: Policy, prepared: Prepared, config: RolloutConfig, seed: int) -> list[Trajectory]:
+    """Reference path, K policy samples and policy branches off the reference path, labelled.
+
+    One policy session per query: the prompt is encoded once, the K samples share its cache, and the
+    branch proposals of all reference states go through one `SearchContext.propose` call (enumerated
+    decisions in one batch, values sampled per state on cached prefixes).
+    """
+    from langchain_toolprm.formats import parse_calls_lenient
+    from langchain_toolprm.search.config import SearchConfig
+    from langchain_toolprm.search.engine import SearchContext
+
+    example = prepared.example
+    session = policy.session(example.messages, prepared.specs, seed=seed)
+    out = [_labelled(prepared, prepared.reference, "reference")]
+    if config.samples > 0:
+        samples = session.sample("", config.samples, temperature=config.temperature,
+                                 max_new_tokens=config.max_new_tokens)
+        for sample in samples:
+            calls = parse_calls_lenient(sample.text)
+            actions = actions_from_calls(prepared.grammar, calls, sample.finished)
+            out.append(_labelled(prepared, actions, "sample"))
+    branch_at = _branch_states(prepared)
+    if branch_at and config.branch_width > 0:
+        search = SearchConfig(temperature=config.temperature, max_value_tokens=config.max_value_tokens,
+                              beam_width=config.branch_width, seed=seed)
+        ctx = SearchContext(example.messages, prepared.specs, prepared.grammar, session, None, search)
+        proposals = ctx.propose([s for _, s in branch_at], config.branch_width, config.temperature)
+        for (i, state), found in zip(branch_at, proposals, strict=True):
+            actions = [p.action for p in found]
+            finish = Action.finish()
+            if prepared.grammar.decision(state).tag is StepTag.FUNC_NAME and finish not in actions and \
+                    prepared.grammar.is_legal(state, finish):
+                actions.append(finish)
+            for action in actions:
+                if action != prepared.reference[i]:
+                    out.append(_labelled(prepared, [*prepared.reference[:i], action], "branch"))
+    return _dedupe(out)

@@ -1,0 +1,125 @@
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine_fakes import PreferPRM, RandomPolicy, TargetPolicy
+from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
+from langchain_toolprm.formats import FencedJSONFormat
+from langchain_toolprm.tools import to_tool_specs
+
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+        "required": ["city"]}}},
+    {"type": "function", "function": {"name": "get_time", "description": "Time in a city", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+]
+Q = [{"role": "user", "content": "What is the weather in Paris? Give the unit c."}]
+TARGET = [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]
+
+
+def test_beam_finds_the_policy_target_with_trace_and_cost():
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=RulePRM(),
+                        config=SearchConfig(num_beams=2, beam_width=4))
+    assert result.calls == TARGET and result.finished
+    assert {StepTag.FUNC_NAME, StepTag.ARG_NAME, StepTag.ARG_VALUE, StepTag.ARG_END, StepTag.FUNC_END,
+            StepTag.TOTAL_FINISH} <= result.trace.tags()
+    assert any(not n.kept for n in result.trace.walk())  # something was pruned
+    assert result.cost.policy_tokens > 0 and result.cost.policy_forwards > 0 and result.cost.prm_candidates > 0
+    assert result.score is not None and 0 < result.score <= 1
+    assert all(a.calls != TARGET for a in result.alternatives)
+
+
+def test_prm_overrules_the_policy():
+    other = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"))
+    assert other.calls[0]["name"] == "get_time"
+    wrong_value = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(value="zzz"))
+    assert wrong_value.calls[0]["arguments"]["city"] == "zzz"
+
+
+def test_greedy_follows_the_policy_without_prm():
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"),
+                        config=SearchConfig(strategy="greedy"))
+    assert result.calls == TARGET and result.cost.prm_candidates == 0
+
+
+def test_greedy_backtracks_out_of_dead_ends():
+    tools = [{"name": "count", "parameters": {"type": "object", "properties": {
+        "n": {"type": "integer"}, "label": {"type": "string"}}, "required": []}}]
+    target = [{"name": "count", "arguments": {"n": 3}}]
+    # every sampled value for "n" is a string ("zzz"), so the greedy path through "n" dies
+    policy = TargetPolicy(target, wrong_value=' "zzz"')
+    result = run_search("count", tools, policy=policy, config=SearchConfig(strategy="greedy"))
+    assert result.finished
+
+
+def test_unconstrained_strict_and_lenient():
+    fenced = '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET, free_text=fenced),
+                        config=SearchConfig(strategy="unconstrained"))
+    assert result.calls == []  # Hermes format expected, a code fence written
+    assert result.lenient_calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    assert result.text == fenced
+
+
+def test_best_of_n_and_majority():
+    fenced = '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```'
+    for strategy in ("best_of_n", "majority"):
+        result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET, free_text=fenced), prm=RulePRM(),
+                            config=SearchConfig(strategy=strategy, num_samples=3))
+        assert result.calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}], strategy
+        assert result.trace.children
+
+
+def test_tool_choice_none_answers_in_text():
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET, free_text="It is sunny."), tool_choice="none",
+                        config=SearchConfig(answer_in_text=True))
+    assert result.calls == [] and result.text == "It is sunny."
+
+
+def test_format_other_than_hermes():
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET, fmt=FencedJSONFormat("<|im_end|>")))
+    assert result.calls == TARGET
+
+
+def test_budget_end_reports_partial_call():
+    tools = [{"name": "count", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}},
+                                              "required": ["n"]}}]
+    # the policy only ever writes strings for an integer parameter: no beam can finish
+    result = run_search("count", tools, policy=TargetPolicy([{"name": "count", "arguments": {"n": "one"}}],
+                                                             wrong_value=' "zzz"'),
+                        tool_choice="required", config=SearchConfig(beam_width=2))
+    assert not result.finished
+    assert result.partial is not None and result.partial["name"] == "count"
+
+
+schemas = st.recursive(
+    st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "number", "boolean", "null"])})
+    | st.fixed_dictionaries({"type": st.just("string"), "enum": st.lists(st.text(max_size=3), min_size=1,
+                                                                          max_size=3, unique=True)})
+    | st.just({}),
+    lambda inner: st.fixed_dictionaries({"type": st.just("array"), "items": inner})
+    | st.builds(lambda props: {"type": "object", "properties": props},
+                st.dictionaries(st.sampled_from("abc"), inner, max_size=2)),
+    max_leaves=4,
+)
+tool_lists = st.lists(
+    st.builds(
+        lambda name, props, req: {"name": name, "parameters": {
+            "type": "object", "properties": props, "required": [p for p in props if p in req]}},
+        st.sampled_from(["f", "g", "h"]),
+        st.dictionaries(st.sampled_from(["x", "y", "z"]), schemas, max_size=3),
+        st.sets(st.sampled_from(["x", "y", "z"])),
+    ),
+    min_size=1, max_size=3, unique_by=lambda t: t["name"],
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tools=tool_lists, seed=st.integers(0, 10_000), strategy=st.sampled_from(["beam", "greedy"]))
+def test_every_finished_beam_validates(tools, seed, strategy):
+    specs = {s.name: s for s in to_tool_specs(tools)}
+    result = run_search("do it", tools, policy=RandomPolicy(seed), prm=RulePRM(),
+                        config=SearchConfig(strategy=strategy, num_beams=2, beam_width=3, max_steps=60))
+    for outcome in [result.calls, *[a.calls for a in result.alternatives]] if result.finished else []:
+        for call in outcome:
+            assert specs[call["name"]].argument_errors(call["arguments"]) == []
