@@ -1,6 +1,8 @@
 """langchain-toolprm: reliable tool calls from small models, by PRM-guided search over a step grammar."""
 
+from langchain_toolprm.chat_models import ToolPRMChatModel
 from langchain_toolprm.grammar import StepTag
+from langchain_toolprm.graph import ToolPRMNode, create_toolprm_agent
 from langchain_toolprm.policy import Policy, TransformersPolicy
 from langchain_toolprm.prm import PRM, CombinedPRM, GenerativePRM, RulePRM
 from langchain_toolprm.search import Cost, SearchConfig, SearchResult, TraceNode, run_search
@@ -16,10 +18,23 @@ __all__ = [
     "SearchConfig",
     "SearchResult",
     "StepTag",
+    "ToolPRMChatModel",
+    "ToolPRMMiddleware",
+    "ToolPRMNode",
     "ToolSchemaError",
     "ToolSpec",
     "TraceNode",
     "TransformersPolicy",
+    "create_toolprm_agent",
     "run_search",
     "to_tool_specs",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The middleware needs `langchain` (the `agents` extra); import it only when asked for.
+    if name == "ToolPRMMiddleware":
+        from langchain_toolprm.middleware import ToolPRMMiddleware
+
+        return ToolPRMMiddleware
+    raise AttributeError(f"module 'langchain_toolprm' has no attribute {name!r}")

@@ -109,10 +109,211 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------------
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--question", "-q", help="what to ask the agent (default: a unit-conversion question)")
+    parser.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct",
+                        help="policy model: packaged name, folder, .gguf file or hub id")
+    parser.add_argument("--prm", default="rules", help="PRM: 'rules', a model reference, or 'none' (policy only)")
+    parser.add_argument("--beams", type=int, default=2, metavar="N", help="beams kept after each step")
+    parser.add_argument("--width", type=int, default=4, metavar="M", help="candidates proposed per beam and step")
+    parser.add_argument("--max-tool-turns", type=int, default=1,
+                        help="tool-calling turns before the agent must answer in text")
+    parser.add_argument("--max-tokens", type=int, default=96, help="token limit of the text answer")
+    parser.add_argument("--hide-pruned", action="store_true", help="count pruned candidates instead of drawing them")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from langchain_toolprm.demo import DemoSettings, run_demo
+
+    for option in ("beams", "width", "max_tool_turns", "max_tokens"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1")
+    run_demo(DemoSettings(
+        question=args.question or DemoSettings.question,
+        policy=args.policy,
+        prm=None if args.prm.lower() == "none" else args.prm,
+        num_beams=args.beams,
+        beam_width=args.width,
+        max_tool_turns=args.max_tool_turns,
+        max_tokens=args.max_tokens,
+        show_pruned=not args.hide_pruned,
+    ))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# build-data, train, eval-prm (PRM data and training)
+# --------------------------------------------------------------------------------------------------
+
+
+def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", "-o", default="toolprm-data", help="output folder (re-running resumes)")
+    sources = parser.add_argument_group("sources")
+    sources.add_argument("--bfcl-dir", help="BFCL data folder (default: the shared copy or bfcl-eval's data)")
+    sources.add_argument("--categories", nargs="*", metavar="CATEGORY",
+                         help="BFCL categories (default: the live_* ones; none: skip BFCL)")
+    sources.add_argument("--xlam", nargs="+", default=[], metavar="FILE_OR_HUB_ID",
+                         help="xLAM-form records: files, or hub ids through `datasets`")
+    sources.add_argument("--glaive", nargs="+", default=[], metavar="FILE", help="ShareGPT/glaive tool conversations")
+    sources.add_argument("--compose-parallel", type=int, default=200, metavar="N",
+                         help="parallel queries composed from two single-call ones")
+    sources.add_argument("--limit", type=int, help="at most this many queries per source")
+    rollouts = parser.add_argument_group("rollouts")
+    rollouts.add_argument("--policy", nargs="*", default=["qwen2.5-coder-0.5b-instruct"], metavar="MODEL",
+                          help="rollout policies, used in turn until each one's time budget is spent "
+                               "(none: rule branches only)")
+    rollouts.add_argument("--time-budget", nargs="*", type=float, default=None, metavar="SECONDS",
+                          help="policy seconds, one per policy (default: 2400 each)")
+    rollouts.add_argument("--samples", type=int, default=2, metavar="K", help="complete samples per query")
+    rollouts.add_argument("--branch-width", type=int, default=4, metavar="M",
+                          help="policy alternatives per decision of the reference path")
+    rollouts.add_argument("--temperature", type=float, default=0.8)
+    rollouts.add_argument("--max-new-tokens", type=int, default=96, help="token limit of a complete sample")
+    rollouts.add_argument("--max-prompt-tokens", type=int, default=1536,
+                          help="longer policy prompts get rule branches only")
+    rollouts.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
+    labels = parser.add_argument_group("labels and splits")
+    labels.add_argument("--equivalence", action="store_true",
+                        help="label values by BFCL acceptable-value rules instead of exact match")
+    labels.add_argument("--mask-ratio", type=float, default=1.0, help="fraction of queries with masked names")
+    labels.add_argument("--test-fraction", type=float, default=0.1)
+    labels.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _build_data(args: argparse.Namespace) -> int:
+    import json
+
+    from langchain_toolprm.data.build import BuildConfig, build_dataset, format_table
+    from langchain_toolprm.data.rollouts import RolloutConfig
+
+    policies = list(args.policy or [])
+    budgets = args.time_budget if args.time_budget is not None else [2400.0] * len(policies)
+    fields = {"bfcl_dir": args.bfcl_dir} if args.bfcl_dir else {}
+    if args.categories is not None:
+        fields["bfcl_categories"] = args.categories
+    config = BuildConfig(
+        out=args.out, xlam=args.xlam, glaive=args.glaive, compose_parallel=args.compose_parallel,
+        limit=args.limit, policies=policies, time_budgets_s=budgets, threads=args.threads,
+        rollout=RolloutConfig(samples=args.samples, temperature=args.temperature, branch_width=args.branch_width,
+                              max_new_tokens=args.max_new_tokens, seed=args.seed),
+        max_prompt_tokens=args.max_prompt_tokens, mask_ratio=args.mask_ratio, equivalence=args.equivalence,
+        test_fraction=args.test_fraction, seed=args.seed, **fields,
+    )
+    stats = build_dataset(config, progress=not args.no_progress)
+    print(format_table(stats))
+    print(json.dumps({k: v for k, v in stats.items() if k != "splits"}, indent=2))
+    print(f"built in {stats['build_seconds']:.0f} s; train.jsonl, test.jsonl, masks.jsonl, stats.md in {args.out}")
+    return 0
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="a build-data folder (or a train JSONL file)")
+    parser.add_argument("--out", "-o", required=True, help="output folder (re-running resumes its checkpoint)")
+    parser.add_argument("--base", default="smollm2-135m-instruct", help="backbone model reference")
+    parser.add_argument("--objective", default="prm", choices=["prm", "coarse", "outcome"],
+                        help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
+    lora = parser.add_argument_group("LoRA")
+    lora.add_argument("--no-lora", action="store_true", help="full fine-tuning")
+    lora.add_argument("--lora-r", type=int, default=8)
+    lora.add_argument("--lora-alpha", type=int, default=16)
+    lora.add_argument("--lora-layers", type=int, help="adapt the top N layers only (cheaper backward)")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=float, default=1.0)
+    optim.add_argument("--batch-size", type=int, default=8, help="queries per optimizer step")
+    optim.add_argument("--lr", type=float, default=1e-3)
+    optim.add_argument("--warmup-ratio", type=float, default=0.008)
+    optim.add_argument("--weight-decay", type=float, default=1e-5)
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-context-tokens", type=int, default=1024)
+    limits.add_argument("--max-tokens", type=int, default=1536, help="sequence cap per query")
+    limits.add_argument("--max-queries", type=int, help="train on at most N queries (policy rollouts first)")
+    limits.add_argument("--max-steps", type=int)
+    limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
+    parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import json
+
+    from langchain_toolprm.train import TrainConfig, train_prm
+
+    config = TrainConfig(
+        data=args.data, out=args.out, base=args.base, objective=args.objective, lora=not args.no_lora,
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+        max_context_tokens=args.max_context_tokens, max_tokens=args.max_tokens, max_queries=args.max_queries,
+        max_steps=args.max_steps, time_budget_s=args.time_budget, save_every=args.save_every,
+        threads=args.threads, seed=args.seed,
+    )
+    summary = train_prm(config, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+    print(f"PRM saved in {args.out}")
+    return 0
+
+
+def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", help="PRM folders (adapters or full models), or 'default'")
+    parser.add_argument("--data", required=True, help="a build-data folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--aggregation", choices=["min", "last"],
+                        help="trajectory verdict from the minimum step score or the last one "
+                             "(default: last for outcome models, min otherwise)")
+    parser.add_argument("--max-context-tokens", type=int, default=1024)
+    parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
+    parser.add_argument("--threads", type=int, help="torch threads")
+    parser.add_argument("--output", "-o", help="write the results as JSON to this file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _eval_prm(args: argparse.Namespace) -> int:
+    import json
+
+    from langchain_toolprm.train import evaluate_prm
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results = [
+        evaluate_prm(model, args.data, split=args.split, aggregation=args.aggregation,
+                     max_context_tokens=args.max_context_tokens, limit=args.limit, progress=not args.no_progress)
+        for model in args.models
+    ]
+    first = results[0]
+    print(f"{first.queries} queries, {first.steps} labelled steps, {first.trajectories} complete trajectories")
+    print("| model | loss | step acc | trajectory acc |")
+    print("|---|---:|---:|---:|")
+    print(f"| always + | - | {first.always_positive_step_accuracy:.4f} | "
+          f"{first.always_positive_trajectory_accuracy:.4f} |")
+    for result in results:
+        print(f"| {result.model} | {result.loss:.4f} | {result.step_accuracy:.4f} | {result.trajectory_accuracy:.4f} |")
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            json.dump([r.model_dump() for r in results], handle, indent=2)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "eval": Command("run strategies and (N, M) budgets over BFCL or record data; resumable",
                     _eval_arguments, _eval),
     "plot": Command("draw accuracy against compute (PNG) from eval result folders", _plot_arguments, _plot),
+    "demo": Command("run a small tool-using agent on a question and draw its search as a tree",
+                    _demo_arguments, _demo),
+    "build-data": Command("build PRM training data: rollouts, step labels, masking, train/test JSONL, Table 1",
+                          _build_data_arguments, _build_data),
+    "train": Command("fine-tune a generative PRM (LoRA optional) on build-data output; resumable",
+                     _train_arguments, _train),
+    "eval-prm": Command("reward-model loss, step and trajectory accuracy on a test split, beside 'always +'",
+                        _eval_prm_arguments, _eval_prm),
 }
 
 

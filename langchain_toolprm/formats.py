@@ -134,7 +134,7 @@ class ToolCallFormat(ABC):
 
 @dataclass(frozen=True)
 class HermesFormat(ToolCallFormat):
-    """Qwen/Hermes: ``<tool_call>\\n{"name": .., "arguments": {..}}\\n</tool_call>``, one block a call."""
+    """Qwen/Hermes: each call is ``{"name": .., "arguments": {..}}`` between ``<tool_call>`` tags."""
 
     name: ClassVar[str] = "hermes"
     _block: ClassVar[re.Pattern[str]] = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)

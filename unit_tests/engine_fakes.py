@@ -92,7 +92,8 @@ class RandomSession(PolicySession):
         for _ in range(n):
             text = self.rng.choice(self.POOL) + ","
             end = stop(text) if stop else len(text)
-            out.append(Sample(text[:end] if end is not None else text, (self.rng.randrange(99),), -1.0, end is not None))
+            done = end is not None
+            out.append(Sample(text[:end] if done else text, (self.rng.randrange(99),), -1.0, done))
         return out
 
 

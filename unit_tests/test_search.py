@@ -1,7 +1,7 @@
+from engine_fakes import PreferPRM, RandomPolicy, TargetPolicy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine_fakes import PreferPRM, RandomPolicy, TargetPolicy
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
 from langchain_toolprm.tools import to_tool_specs

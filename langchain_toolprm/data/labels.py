@@ -1,4 +1,4 @@
-"""Step labels: is this step still on the way to the reference answer?
+"""Step labels: whether each step is still on the way to the reference answer.
 
 A step is ``+`` when the path up to and including it is the start of some correct answer, ``-``
 otherwise; after the first ``-`` every later step is ``-`` too (the answer can no longer be right).

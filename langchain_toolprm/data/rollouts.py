@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 __all__ = [
     "RolloutConfig",
     "Trajectory",
-    "actions_from_calls",
     "action_from_json",
     "action_to_json",
+    "actions_from_calls",
+    "complete_along_reference",
+    "labelled_length",
     "policy_trajectories",
     "prepare",
     "rule_trajectories",
@@ -58,10 +60,10 @@ class RolloutConfig:
 
     """
 
-    samples: int = 4
+    samples: int = 2
     temperature: float = 0.8
     branch_width: int = 4
-    max_new_tokens: int = 160
+    max_new_tokens: int = 96
     max_value_tokens: int = 48
     rule_width: int = 6
     seed: int = 0
@@ -74,7 +76,8 @@ class Trajectory:
     Attributes:
         actions: The steps, from the empty turn.
         labels: Prefix correctness per step.
-        origin: ``"reference"``, ``"sample"``, ``"branch"`` (policy proposals) or ``"rule"``.
+        origin: ``"reference"``, ``"sample"``, ``"branch"`` (policy proposals), ``"rule"`` (legal
+            alternatives, no policy) or ``"completed"`` (a branch finished along the reference).
         complete: Whether the path ends the turn (``TOTAL_FINISH``): a whole answer.
 
     """
@@ -108,6 +111,20 @@ class Trajectory:
     def from_json(cls, data: dict[str, Any]) -> Trajectory:
         """Inverse of `to_json`."""
         return cls([action_from_json(a) for a in data["actions"]], [bool(x) for x in data["labels"]], data["origin"])
+
+
+def labelled_length(actions: Sequence[Action], labels: Sequence[bool]) -> int:
+    """How many leading steps of a trajectory carry a label worth learning.
+
+    Up to and including the first wrong step, so every history is all ``+`` as in the search; a
+    ``FUNC_END`` right after it is kept too: it is forced (no decision of its own), so its label is the
+    closing call's, and it is the only place a ``FUNC_END`` can be wrong.
+    """
+    for i, label in enumerate(labels):
+        if not label:
+            follows = i + 1 < len(actions) and actions[i + 1].tag is StepTag.FUNC_END
+            return i + 2 if follows else i + 1
+    return len(labels)
 
 
 def action_to_json(action: Action) -> list[Any]:
@@ -205,6 +222,47 @@ def _dedupe(trajectories: list[Trajectory]) -> list[Trajectory]:
     return out
 
 
+def complete_along_reference(prepared: Prepared, actions: Sequence[Action]) -> list[Action] | None:
+    """A one-step detour from the reference path, finished the way the reference goes on.
+
+    A wrong value, an early ``end_args`` or an early ``finish`` leaves a whole (wrong) answer when the
+    reference's remaining steps are replayed after it: complete negatives, which an outcome model and
+    trajectory accuracy need, at no policy cost. Detours that cannot be finished so (another function,
+    an extra parameter) give ``None``.
+    """
+    reference, i = prepared.reference, len(actions) - 1
+    if i < 0 or list(actions[:i]) != reference[:i] or i >= len(reference):
+        return None
+    detour, taken = actions[i], reference[i]
+    if detour.tag is StepTag.TOTAL_FINISH:
+        return list(actions)
+    if detour.tag is StepTag.ARG_VALUE:
+        rest = reference[i + 1:]
+    elif detour.tag is StepTag.ARG_END and taken.tag is StepTag.ARG_NAME:
+        j = next((k for k in range(i, len(reference)) if reference[k].tag is StepTag.ARG_END), None)
+        if j is None:
+            return None
+        rest = reference[j + 1:]
+    else:
+        return None
+    path = [*actions, *rest]
+    try:
+        prepared.grammar.walk(path)
+    except ValueError:
+        return None
+    return path
+
+
+def _completed(prepared: Prepared, trajectories: list[Trajectory]) -> list[Trajectory]:
+    out = []
+    for trajectory in trajectories:
+        if trajectory.origin in ("branch", "rule") and not trajectory.complete:
+            path = complete_along_reference(prepared, trajectory.actions)
+            if path is not None and len(path) > len(trajectory.actions):
+                out.append(_labelled(prepared, path, "completed"))
+    return out
+
+
 def rule_trajectories(prepared: Prepared, config: RolloutConfig, rng: random.Random) -> list[Trajectory]:
     """The reference path and every legal alternative at its enumerated decisions (no policy).
 
@@ -223,7 +281,7 @@ def rule_trajectories(prepared: Prepared, config: RolloutConfig, rng: random.Ran
         rng.shuffle(rest)
         keep += rest[: max(config.rule_width - len(keep), 0)]
         out += [_labelled(prepared, [*prepared.reference[:i], a], "rule") for a in keep]
-    return _dedupe(out)
+    return _dedupe(out + _completed(prepared, out))
 
 
 def _branch_states(prepared: Prepared) -> list[tuple[int, GrammarState]]:
@@ -271,4 +329,4 @@ def policy_trajectories(policy: Policy, prepared: Prepared, config: RolloutConfi
             for action in actions:
                 if action != prepared.reference[i]:
                     out.append(_labelled(prepared, [*prepared.reference[:i], action], "branch"))
-    return _dedupe(out)
+    return _dedupe(out + _completed(prepared, out))

@@ -247,7 +247,8 @@ def examples_from_records(records: Iterable[Record], source: str = "xlam") -> tu
     return examples, skipped
 
 
-def load_xlam(path_or_id: str | Path, limit: int | None = None, split: str = "train") -> tuple[list[Example], list[str]]:
+def load_xlam(path_or_id: str | Path, limit: int | None = None, split: str = "train"
+              ) -> tuple[list[Example], list[str]]:
     """xLAM-form records from a file, or from the hub through ``datasets`` where a hub is reachable.
 
     Args:
@@ -309,8 +310,7 @@ def examples_from_glaive(path: str | Path, limit: int | None = None) -> tuple[li
         messages: list[dict[str, Any]] = []
         if item.get("system"):
             messages.append({"role": "system", "content": item["system"]})
-        turn = 0
-        for message in item.get("conversations", []):
+        for turn, message in enumerate(item.get("conversations", [])):
             role, value = message.get("from"), message.get("value", "")
             after_user = bool(messages) and messages[-1]["role"] == "user"
             if role == "function_call":
@@ -332,7 +332,6 @@ def examples_from_glaive(path: str | Path, limit: int | None = None) -> tuple[li
                 if mapped == "assistant" and after_user and tools:
                     examples.append(Example(f"{conv_id}-{turn}", "glaive", list(messages), tools, [], group=conv_id))
                 messages.append({"role": mapped, "content": value})
-            turn += 1
     return examples, skipped
 
 

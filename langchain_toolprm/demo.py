@@ -1,0 +1,340 @@
+"""The ``toolprm demo``: a small agent with real tools, its search drawn as a tree.
+
+The agent is `create_toolprm_agent` with a calculator, a unit converter and date arithmetic. While it
+runs, the search's rounds stream in through ``stream_mode="custom"``; after each model turn the
+explored tree is printed (every candidate step with its tag, the policy's log-probability and the
+PRM's score, pruned steps dimmed, the chosen path starred), then the tool results and the answer.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import math
+import operator
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.tools import BaseTool, tool
+
+__all__ = [
+    "DEFAULT_QUESTION",
+    "DEMO_TOOLS",
+    "DemoSettings",
+    "add_days",
+    "calculator",
+    "convert_units",
+    "days_between",
+    "render_trace",
+    "run_demo",
+]
+
+DEFAULT_QUESTION = "How many kilometers is a 26.2 mile marathon?"
+
+# -- the tools ------------------------------------------------------------------------------------------
+
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {"sqrt": math.sqrt, "round": round, "abs": abs, "min": min, "max": max}
+
+
+def _evaluate(node: ast.AST) -> Any:
+    """Arithmetic only: numbers, + - * / // % **, parentheses and a few functions; nothing else runs."""
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 100:
+            raise ValueError("exponent too large")
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+        return _FUNCTIONS[node.func.id](*[_evaluate(a) for a in node.args])
+    raise ValueError(f"unsupported expression element: {ast.dump(node)[:60]}")
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as "(12 + 30) * 1.5" or "sqrt(2) / 4"."""
+    try:
+        value = _evaluate(ast.parse(expression, mode="eval"))
+    except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError) as error:
+        return f"Error: cannot evaluate {expression!r}: {error}"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+Unit = Literal["kilometer", "mile", "meter", "foot", "kilogram", "pound", "celsius", "fahrenheit", "liter",
+               "gallon"]
+_TO_BASE: dict[str, tuple[str, float]] = {  # unit -> (dimension, size in the dimension's base unit)
+    "kilometer": ("length", 1000.0), "mile": ("length", 1609.344), "meter": ("length", 1.0),
+    "foot": ("length", 0.3048), "kilogram": ("mass", 1.0), "pound": ("mass", 0.45359237),
+    "liter": ("volume", 1.0), "gallon": ("volume", 3.785411784),
+}
+
+
+@tool
+def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
+    """Convert a quantity between units of length, mass, volume or temperature."""
+    if from_unit == to_unit:
+        return f"{value:g} {to_unit}"
+    temperatures = {"celsius", "fahrenheit"}
+    if {from_unit, to_unit} <= temperatures:
+        result = value * 9 / 5 + 32 if from_unit == "celsius" else (value - 32) * 5 / 9
+        return f"{value:g} {from_unit} = {result:.4g} {to_unit}"
+    if from_unit in temperatures or to_unit in temperatures or _TO_BASE[from_unit][0] != _TO_BASE[to_unit][0]:
+        return f"Error: cannot convert {from_unit} to {to_unit} (different kinds of quantity)."
+    result = value * _TO_BASE[from_unit][1] / _TO_BASE[to_unit][1]
+    return f"{value:g} {from_unit} = {result:.6g} {to_unit}"
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text.strip())
+
+
+@tool
+def add_days(date: str, days: int) -> str:
+    """Add a number of days (negative to go back) to a date written as YYYY-MM-DD; gives the new date and weekday."""
+    try:
+        result = _date(date) + dt.timedelta(days=days)
+    except (ValueError, OverflowError) as error:
+        return f"Error: {error}"
+    return f"{result.isoformat()} ({result.strftime('%A')})"
+
+
+@tool
+def days_between(start: str, end: str) -> str:
+    """Count the days from one date to another, both written as YYYY-MM-DD."""
+    try:
+        return f"{(_date(end) - _date(start)).days} days"
+    except ValueError as error:
+        return f"Error: {error}"
+
+
+DEMO_TOOLS: list[BaseTool] = [calculator, convert_units, add_days, days_between]
+
+# -- drawing the search --------------------------------------------------------------------------------
+
+_TAG_STYLE = {
+    "FUNC_NAME": "bold cyan", "ARG_NAME": "magenta", "ARG_VALUE": "yellow", "ARG_END": "blue",
+    "FUNC_END": "blue", "TOTAL_FINISH": "bold green",
+}
+
+
+def _score_style(score: float) -> str:
+    return "green" if score >= 0.7 else "yellow" if score >= 0.4 else "red"
+
+
+def chosen_path(calls: Sequence[dict[str, Any]], tools: Sequence[Any]) -> list[str]:
+    """The step texts that write ``calls`` (what the winning path of the trace reads), for highlighting."""
+    from langchain_toolprm.grammar import Grammar
+    from langchain_toolprm.tools import to_tool_specs
+
+    actions = Grammar(to_tool_specs(tools)).actions_for_calls(calls) or []
+    return [a.describe() for a in actions]
+
+
+def render_trace(trace: dict[str, Any], *, title: str, chosen: Sequence[str] = (), show_pruned: bool = True) -> Any:
+    """A rich ``Tree`` of one search: candidates per step, scores, what was kept and what was pruned.
+
+    Args:
+        trace: ``TraceNode.to_dict()`` (``response_metadata["toolprm"]["trace"]``).
+        title: The root label.
+        chosen: Step texts of the winning path (see `chosen_path`); those nodes get a star.
+        show_pruned: Draw pruned candidates (dimmed) or only count them.
+
+    Returns:
+        A ``rich.tree.Tree``.
+
+    """
+    from rich.text import Text
+    from rich.tree import Tree
+
+    root = Tree(Text.from_markup(title), guide_style="dim")
+
+    def label(node: dict[str, Any], on_path: bool) -> Text:
+        tag = node["tag"] or ""
+        text = Text()
+        text.append("★ " if on_path else "  ", style="bold green")
+        text.append(f"{tag:<12}", style=_TAG_STYLE.get(tag, "") + ("" if node["kept"] else " dim"))
+        text.append(" " + node["text"], style="bold" if on_path else ("" if node["kept"] else "dim"))
+        if node["forced"]:
+            text.append("  forced", style="dim italic")
+        else:
+            if node["logprob"] is not None:
+                text.append(f"  logp {node['logprob']:.2f}", style="dim")
+            if node["score"] is not None:
+                text.append(f"  prm {node['score']:.2f}", style=_score_style(node["score"]))
+        if not node["kept"]:
+            text.append("  ✗ pruned", style="red dim")
+        return text
+
+    def add(parent: Any, node: dict[str, Any], depth: int, on_path: bool) -> None:
+        children = node["children"]
+        pruned = [c for c in children if not c["kept"]]
+        for child in children:
+            if not child["kept"] and not show_pruned:
+                continue
+            child_on_path = on_path and depth < len(chosen) and child["text"] == chosen[depth] and child["kept"]
+            branch = parent.add(label(child, child_on_path))
+            add(branch, child, depth + 1, child_on_path)
+        if pruned and not show_pruned:
+            parent.add(Text(f"  … {len(pruned)} pruned", style="red dim"))
+
+    add(root, trace, 0, bool(chosen))
+    return root
+
+
+# -- running the agent ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoSettings:
+    """What ``toolprm demo`` runs.
+
+    Attributes:
+        question: The user's question.
+        policy: The policy reference.
+        prm: The PRM reference, ``"rules"`` or ``None``.
+        num_beams: N, beams kept per step.
+        beam_width: M, candidates per beam and step.
+        max_tool_turns: Tool-calling turns before the agent must answer in text.
+        max_tokens: Token limit of the text answer.
+        show_pruned: Draw pruned candidates in the tree.
+
+    """
+
+    question: str = DEFAULT_QUESTION
+    policy: str = "qwen2.5-coder-0.5b-instruct"
+    prm: str | None = "rules"
+    num_beams: int = 2
+    beam_width: int = 4
+    max_tool_turns: int = 1
+    max_tokens: int = 96
+    show_pruned: bool = True
+
+
+def run_demo(settings: DemoSettings, console: Any = None) -> str:
+    """Run the demo agent on one question and print its searches; returns the final answer.
+
+    Args:
+        settings: Question, models and budget.
+        console: A ``rich.console.Console`` (a new one by default).
+
+    Returns:
+        The agent's final text answer.
+
+    """
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from langchain_toolprm.graph import create_toolprm_agent
+
+    console = console or Console()
+    console.print(Panel.fit(
+        f"[bold]{settings.question}[/]\n\n"
+        f"policy [cyan]{settings.policy}[/] · PRM [cyan]{settings.prm or 'none (policy log-probabilities)'}[/]\n"
+        f"beam search: keep N={settings.num_beams} beams, propose M={settings.beam_width} candidates per beam"
+        f" and step\ntools: {', '.join(t.name for t in DEMO_TOOLS)}",
+        title="toolprm demo", border_style="cyan",
+    ))
+    agent = create_toolprm_agent(
+        settings.policy, DEMO_TOOLS, prm=settings.prm,
+        system_prompt="You are a helpful assistant. Use the tools for arithmetic, unit conversions and dates,"
+                      " then answer the question in one short sentence.",
+        max_tool_turns=settings.max_tool_turns,
+        num_beams=settings.num_beams, beam_width=settings.beam_width, max_tokens=settings.max_tokens,
+        include_trace=True,
+    )
+    started = time.perf_counter()
+    answer, turn = "", 0
+    status = console.status(f"Loading {settings.policy} …", spinner="dots")
+    status.start()
+    try:
+        for mode, part in agent.stream({"messages": [("user", settings.question)]},
+                                       stream_mode=["custom", "updates"]):
+            if mode == "custom" and part.get("toolprm") == "step":
+                kept, pruned = part["kept"], part["pruned"]
+                status.update(f"turn {turn + 1} · search round {part['round'] + 1}: {kept + pruned} candidates"
+                              f" scored, {kept} kept, {pruned} pruned")
+                continue
+            if mode != "updates":
+                continue
+            for node, update in part.items():
+                for message in (update or {}).get("messages", []):
+                    status.stop()
+                    if node == "agent":
+                        turn += 1
+                        answer = _print_turn(console, message, turn) or answer
+                    else:
+                        _print_tool(console, message)
+                    status.start()
+                    status.update(f"turn {turn + 1} · searching …")
+    finally:
+        status.stop()
+    table = Table.grid(padding=(0, 2))
+    table.add_row("[dim]model turns[/]", str(turn))
+    table.add_row("[dim]wall time[/]", f"{time.perf_counter() - started:.1f} s")
+    console.print(Panel(answer or "[red](no text answer)[/]", title="answer", border_style="green"))
+    console.print(table)
+    return answer
+
+
+def _print_turn(console: Any, message: BaseMessage, turn: int) -> str:
+    from rich.table import Table
+
+    assert isinstance(message, AIMessage)
+    info = message.response_metadata.get("toolprm", {})
+    calls = [{"name": c["name"], "arguments": c["args"]} for c in message.tool_calls]
+    decided = ", ".join(f"{c['name']}({_args(c['arguments'])})" for c in calls) or (
+        "[red]no complete call[/]" if message.invalid_tool_calls else "answer in text")
+    cost = info.get("cost", {})
+    score = info.get("score")
+    title = (f"[bold]turn {turn}[/] · {info.get('strategy', '?')} search · decided: [bold green]{decided}[/]"
+             + (f" · prm {score:.2f}" if score is not None else "")
+             + f" · {cost.get('wall_seconds', 0):.1f} s, {cost.get('policy_forwards', 0)} policy forwards,"
+               f" {cost.get('prm_candidates', 0)} PRM scores")
+    if "trace" in info:
+        console.print(render_trace(info["trace"], title=title, chosen=chosen_path(calls, DEMO_TOOLS)))
+    else:
+        console.print(title)
+    alternatives = info.get("alternatives") or []
+    if alternatives:
+        table = Table(title="runner-up decisions", title_style="dim", show_edge=False, header_style="dim")
+        table.add_column("calls")
+        table.add_column("prm", justify="right")
+        table.add_column("logp", justify="right")
+        for alt in alternatives:
+            text = ", ".join(f"{c['name']}({_args(c['arguments'])})" for c in alt["calls"]) or "answer in text"
+            table.add_row(text, _num(alt["score"]), _num(alt["logprob"]))
+        console.print(table)
+    for invalid in message.invalid_tool_calls:
+        console.print(f"[red]unfinished call[/] {invalid['name']}{invalid['args']}: {invalid['error']}")
+    if message.tool_calls:
+        return ""
+    return message.text if hasattr(message, "text") and isinstance(message.text, str) else str(message.content)
+
+
+def _print_tool(console: Any, message: BaseMessage) -> None:
+    if isinstance(message, ToolMessage):
+        style = "red" if message.status == "error" else "cyan"
+        console.print(f"  [{style}]⚙ {message.name}[/] → {message.content}")
+
+
+def _args(arguments: dict[str, Any]) -> str:
+    import json
+
+    return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"

@@ -1,0 +1,87 @@
+"""The demo's tools, its tree drawing, and ``toolprm demo`` end to end on the tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from langchain_toolprm.cli import build_parser, main
+from langchain_toolprm.demo import (
+    DEMO_TOOLS,
+    add_days,
+    calculator,
+    chosen_path,
+    convert_units,
+    days_between,
+    render_trace,
+)
+
+
+def test_calculator() -> None:
+    assert calculator.invoke({"expression": "(12 + 30) * 1.5"}) == "63"
+    assert calculator.invoke({"expression": "sqrt(16) + 2 ** 3"}) == "12"
+    assert calculator.invoke({"expression": "__import__('os').getcwd()"}).startswith("Error")
+    assert calculator.invoke({"expression": "1 / 0"}).startswith("Error")
+    assert calculator.invoke({"expression": "9 ** 9 ** 9"}).startswith("Error")
+
+
+def test_convert_units() -> None:
+    assert convert_units.invoke({"value": 26.2, "from_unit": "mile", "to_unit": "kilometer"}).endswith(
+        "42.1648 kilometer")
+    assert "212 fahrenheit" in convert_units.invoke({"value": 100, "from_unit": "celsius", "to_unit": "fahrenheit"})
+    assert convert_units.invoke({"value": 1, "from_unit": "mile", "to_unit": "pound"}).startswith("Error")
+
+
+def test_dates() -> None:
+    assert add_days.invoke({"date": "2024-01-31", "days": 1}) == "2024-02-01 (Thursday)"
+    assert add_days.invoke({"date": "31/01/2024", "days": 1}).startswith("Error")
+    assert days_between.invoke({"start": "2024-01-01", "end": "2024-03-01"}) == "60 days"
+
+
+def _node(tag: str | None, text: str, children: list[Any] = (), *, score: float | None = None,
+          kept: bool = True, forced: bool = False) -> dict[str, Any]:
+    return {"tag": tag, "text": text, "logprob": None if forced else -0.5, "score": score, "kept": kept,
+            "forced": forced, "children": list(children)}
+
+
+def test_render_trace_marks_the_chosen_path_and_the_pruned() -> None:
+    calls = [{"name": "add_days", "arguments": {"date": "2024-01-31", "days": 1}}]
+    chosen = chosen_path(calls, DEMO_TOOLS)
+    assert chosen[0] == "call add_days" and chosen[-1] == "finish"
+    trace = _node(None, "", [
+        _node("FUNC_NAME", "call add_days", [
+            _node("ARG_NAME", "argument date", [
+                _node("ARG_VALUE", 'value "2024-01-31"', score=0.95),
+                _node("ARG_VALUE", 'value "2024-13-01"', score=0.2, kept=False),
+            ], score=0.9),
+        ], score=0.93),
+        _node("FUNC_NAME", "call calculator", score=0.31, kept=False),
+        _node("TOTAL_FINISH", "finish", score=0.3, kept=False),
+    ])
+    console = Console(record=True, width=140, color_system=None)
+    console.print(render_trace(trace, title="turn 1", chosen=chosen))
+    out = console.export_text()
+    assert "★ FUNC_NAME    call add_days" in out and "★ ARG_VALUE    value \"2024-01-31\"" in out
+    assert out.count("✗ pruned") == 3 and "prm 0.93" in out
+    console = Console(record=True, width=140, color_system=None)
+    console.print(render_trace(trace, title="turn 1", chosen=chosen, show_pruned=False))
+    out = console.export_text()
+    assert "call calculator" not in out and "… 2 pruned" in out
+
+
+def test_demo_arguments() -> None:
+    args = build_parser().parse_args(["demo", "--beams", "3", "--width", "8", "--prm", "none"])
+    assert (args.beams, args.width, args.prm, args.question) == (3, 8, "none", None)
+    assert main(["demo", "--beams", "0"]) == 1
+
+
+def test_demo_runs_end_to_end(tiny_model_dir: Path, tiny_policy: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--policy", str(tiny_model_dir), "--beams", "1", "--width", "2", "--max-tokens", "4",
+                 "--question", "What is 12 times 7?"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "What is 12 times 7?" in out and "turn 1" in out and "answer" in out
+    assert "★" in out or "unfinished call" in out  # a random model may not finish a call

@@ -1,0 +1,106 @@
+"""End to end on a tiny random model loaded through the real loading code."""
+
+import math
+
+import pytest
+import torch
+from conftest import save_tiny_model
+
+from langchain_toolprm import GenerativePRM, RulePRM, SearchConfig, StepTag, TransformersPolicy, run_search
+from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
+from langchain_toolprm.tools import to_tool_specs
+
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]},
+                                         "days": {"type": "integer"}}, "required": ["city"]}}},
+    {"type": "function", "function": {"name": "multiply", "description": "Multiply", "parameters": {
+        "type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}},
+]
+Q = "What is the weather in Paris?"
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model_dir):
+    return CausalLM.from_pretrained(str(tiny_model_dir))
+
+
+def full_logprobs(lm, root_ids, tail_ids):
+    ids = torch.tensor([root_ids + tail_ids])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids).logits[0].float()
+    lp = torch.log_softmax(logits, -1)
+    return [lp[len(root_ids) + i - 1, t].item() for i, t in enumerate(tail_ids)]
+
+
+def test_cached_scoring_matches_full_forward(lm):
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    cache = PrefixCache(lm, root, Usage())
+    base = cache.get('<tool_call>\n{"name": "get_weather", "arguments": {')
+    conts = ['"city": "Paris"', "}}", '"unit": "c"']
+    got = lm.token_logprobs(base, conts)
+    for cont, lps in zip(conts, got, strict=True):
+        tail = lm.encode(base.tail + cont)
+        expected = full_logprobs(lm, root.ids, tail)
+        assert lps == pytest.approx(expected[len(expected) - len(lps):], abs=1e-4)
+    # extending from a cached neighbour gives the same numbers as encoding from scratch
+    longer = cache.get(base.tail + '"city": "Paris", ')
+    fresh = lm.extend(root, longer.tail)
+    assert torch.allclose(longer.last_hidden, fresh.last_hidden, atol=1e-5)
+
+
+def test_greedy_sampling_matches_argmax(lm):
+    root = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    (sample,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=5)
+    ids = list(root.ids)
+    for token in sample.token_ids:
+        with torch.inference_mode():
+            assert int(lm.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == token
+        ids.append(token)
+    assert math.isfinite(sample.logprob)
+
+
+@pytest.mark.parametrize("strategy", ["beam", "greedy", "unconstrained", "best_of_n", "majority"])
+def test_every_strategy_runs_on_a_real_model(tiny_policy, strategy):
+    config = SearchConfig(strategy=strategy, num_beams=2, beam_width=3, num_samples=3, max_new_tokens=24,
+                          max_value_tokens=12)
+    result = run_search(Q, TOOLS, policy=tiny_policy, prm=RulePRM(), config=config, tool_choice="required"
+                        if strategy in ("beam", "greedy") else None)
+    assert result.strategy == strategy
+    assert result.cost.policy_tokens > 0 and result.cost.wall_seconds > 0
+    specs = {s.name: s for s in to_tool_specs(TOOLS)}
+    if strategy in ("beam", "greedy") and result.finished:
+        assert result.calls, "tool_choice='required' must yield a call"
+        for call in result.calls:
+            assert specs[call["name"]].argument_errors(call["arguments"]) == []
+        assert {StepTag.FUNC_NAME, StepTag.TOTAL_FINISH} <= result.trace.tags()
+
+
+def test_seeded_search_is_reproducible(tiny_policy):
+    config = SearchConfig(num_beams=2, beam_width=3, max_value_tokens=8, seed=7)
+    a = run_search(Q, TOOLS, policy=tiny_policy, prm=RulePRM(), config=config, tool_choice="get_weather")
+    b = run_search(Q, TOOLS, policy=tiny_policy, prm=RulePRM(), config=config, tool_choice="get_weather")
+    assert a.calls == b.calls
+
+
+def test_generative_prm_scores_in_unit_interval(tiny_model_dir):
+    lm = CausalLM.from_pretrained(str(tiny_model_dir))
+    if lm.single_token_id(" +") is None or lm.single_token_id(" -") is None:
+        with pytest.raises(ValueError, match=r"single|one token"):
+            GenerativePRM(lm)
+        return
+    prm = GenerativePRM(lm)
+    policy = TransformersPolicy(lm)
+    result = run_search(Q, TOOLS, policy=policy, prm=prm, tool_choice="required",
+                        config=SearchConfig(num_beams=1, beam_width=2, max_value_tokens=8))
+    scores = [n.score for n in result.trace.walk() if n.score is not None]
+    assert scores and all(0.0 <= s <= 1.0 for s in scores)
+    assert result.cost.prm_forwards > 0 and result.cost.prm_candidates >= len(scores)
+
+
+def test_template_without_tools_gets_a_tool_system_prompt(tmp_path):
+    folder = save_tiny_model(tmp_path / "no-template", chat_template=None)
+    policy = TransformersPolicy.from_pretrained(str(folder))
+    specs = to_tool_specs(TOOLS)
+    prompt = policy.render_prompt([{"role": "user", "content": Q}], specs)
+    assert '"get_weather"' in prompt and '"multiply"' in prompt and Q in prompt
