@@ -3,7 +3,11 @@
 Every number comes from the prediction files (`summarize` recomputes nothing), so the tables in the
 docs can be regenerated from the committed results at any time:
 
-    python benchmarks/tables.py benchmarks/results/simple_python benchmarks/results/multiple ...
+    python benchmarks/tables.py benchmarks/results/simple_python benchmarks/results/other_categories
+
+``--common`` keeps, in every row, only the cases that every run of the folder has finished, so a
+run stopped early (a costly baseline measured on a prefix of the cases) is still compared with the
+others on the same cases.
 """
 
 from __future__ import annotations
@@ -12,21 +16,30 @@ import argparse
 import json
 from pathlib import Path
 
-from langchain_toolprm.evaluation.runner import MANIFEST, summarize, summary_markdown
+from langchain_toolprm.evaluation.runner import MANIFEST, load_results, summarize, summary_markdown
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="result folders")
+    parser.add_argument("--common", action="store_true", help="only the cases every run has finished")
+    parser.add_argument("--runs", nargs="+", help="only these runs (default: every run of the folder)")
     args = parser.parse_args()
     for folder in args.results:
         manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
-        summary = summarize(folder)
+        case_ids = None
+        if args.common:
+            results = load_results(folder, args.runs)
+            shared = set.intersection(*({line["id"] for line in lines} for lines in results.values()))
+            case_ids = [line["id"] for line in next(iter(results.values())) if line["id"] in shared]
+        summary = summarize(folder, runs=args.runs, case_ids=case_ids)
         config = manifest["config"]
-        print(f"### {Path(folder).name}\n")
-        print(f"policy `{manifest['policy_name']}`, {manifest['cases']} cases "
-              f"({', '.join(manifest['categories'])}; first {config['limit']} per category), seed {config['seed']}, "
-              f"temperature {config['temperature']}\n")
+        cases = len(case_ids) if case_ids is not None else manifest["cases"]
+        print(f"### {Path(folder).name}{' (cases every run finished)' if args.common else ''}\n")
+        subset = ("the cases every run finished, a prefix of each category in BFCL's order" if args.common
+                  else f"the first {config['limit']} per category in BFCL's order")
+        print(f"policy `{manifest['policy_name']}`, {cases} cases ({', '.join(summary.categories)}; {subset}), "
+              f"seed {config['seed']}, temperature {config['temperature']}\n")
         print(summary_markdown(summary))
         print()
 

@@ -163,7 +163,7 @@ class Packed:
 
 
 _TAGGED = {tag: Action(tag) for tag in StepTag}  # stand-ins: `labelled_length` reads the tags only
-_ORIGIN_ORDER = {"reference": 0, "sample": 1, "branch": 2, "rule": 3, "completed": 4}
+_ORIGIN_ORDER = {"reference": 0, "sample": 1, "branch": 2, "rule": 3, "perturbed": 3, "completed": 4}
 
 
 def _select(trajectories: list[Trajectory], objective: Objective | Literal["eval"]
@@ -407,7 +407,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             target = torch.tensor([plus_id if packed.targets[i] else minus_id for i in keep], device=device)
             loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum") / labels_in_batch
             loss.backward()
-            batch_loss += float(loss)
+            batch_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()

@@ -203,3 +203,20 @@ def test_build_with_a_policy(bfcl_dir: Path, tiny_model_dir: Path, tmp_path: Pat
     stats = build_dataset(config, progress=False)
     modes = Counter(stats["splits"]["train"]["modes"]) + Counter(stats["splits"]["test"]["modes"])
     assert modes == {f"policy:{tiny_model_dir}": 2}
+
+
+def test_value_perturbations_are_valid_and_labelled(bfcl_dir: Path) -> None:
+    import random
+
+    from langchain_toolprm.data.rollouts import rule_trajectories, value_perturbations
+
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"], limit=1)
+    ready = prepare(examples[0])
+    assert ready is not None
+    states = ready.grammar.walk(ready.reference)
+    at = next(i for i, a in enumerate(ready.reference) if a.tag is StepTag.ARG_VALUE)
+    values = value_perturbations(ready, states[at], ready.reference[at], random.Random(0))
+    assert values and ready.reference[at] not in values
+    assert all(ready.grammar.is_legal(states[at], v) for v in values)
+    perturbed = [t for t in rule_trajectories(ready, RolloutConfig(), random.Random(0)) if t.origin == "perturbed"]
+    assert perturbed and all(t.labels[-1] is False for t in perturbed)  # "paris", "PARIS", "P"... are wrong

@@ -225,6 +225,8 @@ def test_resume_refuses_other_settings(bfcl_dir: Path, tmp_path: Path, monkeypat
     run_eval(_config(Path("bfcl"), out, strategies=["greedy"]), policy=FakePolicy(ANSWERS))
     with pytest.raises(ValueError, match="seed"):
         run_eval(_config(bfcl_dir, out, strategies=["greedy"], seed=1), policy=FakePolicy(ANSWERS))
+    with pytest.raises(ValueError, match="policy: 'fake' -> 'no-such-model'"):  # refused before any loading
+        run_eval(_config(bfcl_dir, out, strategies=["greedy", "unconstrained"], policy="no-such-model"))
     # Adding runs to the grid is fine: only the new run computes.
     policy = FakePolicy(ANSWERS)
     summary = run_eval(_config(bfcl_dir, out, strategies=["greedy", "unconstrained"]), policy=policy)

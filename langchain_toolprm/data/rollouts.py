@@ -41,6 +41,7 @@ __all__ = [
     "policy_trajectories",
     "prepare",
     "rule_trajectories",
+    "value_perturbations",
 ]
 
 
@@ -56,6 +57,8 @@ class RolloutConfig:
         max_new_tokens: Token limit of a complete sample.
         max_value_tokens: Token limit of one sampled value.
         rule_width: Most alternatives per decision for rule branches (random choice beyond it).
+        perturb_values: Rule branches per free value: perturbed reference values (`value_perturbations`);
+            0 for none. Few, so wrong values do not swamp right ones.
         seed: Random seed.
 
     """
@@ -66,6 +69,7 @@ class RolloutConfig:
     max_new_tokens: int = 96
     max_value_tokens: int = 48
     rule_width: int = 6
+    perturb_values: int = 1
     seed: int = 0
 
 
@@ -77,7 +81,8 @@ class Trajectory:
         actions: The steps, from the empty turn.
         labels: Prefix correctness per step.
         origin: ``"reference"``, ``"sample"``, ``"branch"`` (policy proposals), ``"rule"`` (legal
-            alternatives, no policy) or ``"completed"`` (a branch finished along the reference).
+            alternatives, no policy), ``"perturbed"`` (a free value perturbed, no policy) or
+            ``"completed"`` (a branch finished along the reference).
         complete: Whether the path ends the turn (``TOTAL_FINISH``): a whole answer.
 
     """
@@ -256,10 +261,50 @@ def complete_along_reference(prepared: Prepared, actions: Sequence[Action]) -> l
 def _completed(prepared: Prepared, trajectories: list[Trajectory]) -> list[Trajectory]:
     out = []
     for trajectory in trajectories:
-        if trajectory.origin in ("branch", "rule") and not trajectory.complete:
+        if trajectory.origin in ("branch", "rule", "perturbed") and not trajectory.complete:
             path = complete_along_reference(prepared, trajectory.actions)
             if path is not None and len(path) > len(trajectory.actions):
                 out.append(_labelled(prepared, path, "completed"))
+    return out
+
+
+def _reference_values(prepared: Prepared) -> list[Any]:
+    return [a.value for a in prepared.reference if a.tag is StepTag.ARG_VALUE]
+
+
+def value_perturbations(prepared: Prepared, state: GrammarState, taken: Action, rng: random.Random) -> list[Action]:
+    """Wrong-looking values for a free parameter, made without a policy, valid for its schema.
+
+    The mistakes small policies make with free values: another argument's value (the wrong span of the
+    request), a number off by one or by a factor of ten, a string cut short or re-cased, a list missing
+    an item. They are labelled like every other step, so a perturbation that happens to be acceptable
+    is a positive.
+    """
+    spec = prepared.grammar.spec(state.function or "")
+    param = state.param or ""
+    value = taken.value
+    candidates: list[Any] = [v for v in _reference_values(prepared) if v != value]
+    if isinstance(value, bool):
+        candidates.append(not value)
+    elif isinstance(value, int | float):
+        candidates += [value + 1, value - 1, value * 10, -value] if value else [1, -1]
+    elif isinstance(value, str) and value.strip():
+        words = value.replace(",", " ").split()
+        candidates += [value.lower(), value.upper(), f"{value} {words[0]}", value[: max(1, len(value) // 2)]]
+        if len(words) > 1:
+            candidates += [words[0], words[-1]]
+    elif isinstance(value, list) and value:
+        candidates += [value[:-1], value[::-1], [*value, value[0]]]
+    seen, out = {taken}, []
+    for candidate in candidates:
+        try:
+            action = Action.set_value(candidate)
+        except (TypeError, ValueError):
+            continue
+        if action not in seen and spec.value_is_valid(param, candidate):
+            seen.add(action)
+            out.append(action)
+    rng.shuffle(out)
     return out
 
 
@@ -267,12 +312,16 @@ def rule_trajectories(prepared: Prepared, config: RolloutConfig, rng: random.Ran
     """The reference path and every legal alternative at its enumerated decisions (no policy).
 
     Decisions with more than ``rule_width`` alternatives keep a random subset; ``finish`` at a call
-    slot is always kept, since "one more call, or stop?" is the decision small models get wrong.
+    slot is always kept, since "one more call, or stop?" is the decision small models get wrong. Free
+    values get up to ``perturb_values`` perturbed reference values (`value_perturbations`).
     """
     out = [_labelled(prepared, prepared.reference, "reference")]
     states = prepared.grammar.walk(prepared.reference)
     for i, (state, taken) in enumerate(zip(states, prepared.reference, strict=False)):
         decision = prepared.grammar.decision(state)
+        if decision.free and config.perturb_values:
+            values = value_perturbations(prepared, state, taken, rng)[: config.perturb_values]
+            out += [_labelled(prepared, [*prepared.reference[:i], a], "perturbed") for a in values]
         if decision.free or decision.forced:
             continue
         others = [a for a in decision.actions if a != taken]

@@ -148,6 +148,7 @@ def budget_figure(
                 ax.set_xscale("symlog", linthresh=1.0)
             else:
                 ax.set_xscale("log")
+        ax.margins(x=0.1, y=0.12)  # room for the point labels at the ends of the lines
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")

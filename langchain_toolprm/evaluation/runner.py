@@ -489,6 +489,25 @@ def _write_json(path: Path, value: Any) -> None:
     os.replace(temporary, path)
 
 
+def _check_manifest(output: Path, config: EvalConfig) -> dict[str, Any]:
+    """The folder's manifest (empty when new), after checking that its settings are the config's.
+
+    Raises:
+        ValueError: The folder holds results made with other settings.
+
+    """
+    path = output / MANIFEST
+    if not path.exists():
+        return {}
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    old, new = manifest.get("fingerprint", {}), config.fingerprint()
+    changed = sorted(k for k in new if k in old and old[k] != new[k])
+    if changed:
+        details = ", ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
+        raise ValueError(f"{output} holds results made with other settings ({details}); use another --output folder.")
+    return manifest
+
+
 def _update_manifest(output: Path, config: EvalConfig, cases: Sequence[EvalCase], runs: Sequence[RunSpec],
                      policy_name: str, prm_name: str) -> dict[str, Any]:
     """Create or extend the manifest; refuse to mix results of different settings in one folder.
@@ -499,15 +518,7 @@ def _update_manifest(output: Path, config: EvalConfig, cases: Sequence[EvalCase]
     """
     path = output / MANIFEST
     fingerprint = config.fingerprint()
-    manifest: dict[str, Any] = {}
-    if path.exists():
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        old = manifest.get("fingerprint", {})
-        changed = sorted(k for k in fingerprint if k in old and old[k] != fingerprint[k])
-        if changed:
-            details = ", ".join(f"{k}: {old[k]!r} -> {fingerprint[k]!r}" for k in changed)
-            raise ValueError(f"{output} holds results made with other settings ({details}); "
-                             "use another --output folder.")
+    manifest = _check_manifest(output, config)
     runs_meta = dict(manifest.get("runs", {}))
     for run in runs:
         runs_meta[run.name] = {
@@ -556,7 +567,7 @@ def run_eval(
         cases: Cases to use instead of reading ``config.data``.
 
     Returns:
-        The summary of every run in the config (also written to ``summary.json``).
+        The summary of every run in the output folder, on this dataset's cases (also in ``summary.json``).
 
     Raises:
         ValueError: The output folder holds results of other settings, or case ids repeat.
@@ -570,6 +581,7 @@ def run_eval(
     cases = list(cases) if cases is not None else load_cases(config)
     runs = config.runs()
     output = Path(config.output)
+    _check_manifest(output, config)  # before any model loads: a wrong folder fails at once
     output.mkdir(parents=True, exist_ok=True)
     todo: dict[str, list[EvalCase]] = {}
     for run in runs:
@@ -608,7 +620,8 @@ def run_eval(
                     right += line["correct"]
                     bar.set_postfix(correct=f"{right}/{done}", refresh=False)
                     bar.update(1)
-    summary = summarize(output, runs=[run.name for run in runs], case_ids=[c.id for c in cases])
+    # Every run of the folder, not only this call's: runs added later compare on the same cases.
+    summary = summarize(output, case_ids=[c.id for c in cases])
     _write_json(output / SUMMARY, summary.to_dict())
     return summary
 
@@ -798,7 +811,7 @@ def _table_rows(summary: EvalSummary) -> tuple[list[str], list[list[str]]]:
     if len(summary.categories) > 1:
         headers.append("overall")
     if has_lenient:
-        headers.append("lenient overall")
+        headers.append("lenient parse")
     if has_records:
         headers += ["API F1", "args F1"]
     headers += ["policy tokens", "PRM cands", "wall s"]

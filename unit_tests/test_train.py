@@ -1,0 +1,145 @@
+"""PRM training on a tiny random model: packing matches inference, objectives, resume, save, load, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from langchain_toolprm.data.build import BuildConfig, build_dataset
+from langchain_toolprm.data.rollouts import Trajectory
+from langchain_toolprm.grammar import Grammar, StepTag
+from langchain_toolprm.prm.adapters import is_adapter, load_prm_model
+from langchain_toolprm.tools import to_tool_specs
+from langchain_toolprm.train import (
+    TrainConfig,
+    _label_logits,
+    evaluate_prm,
+    label_token_ids,
+    load_queries,
+    pack_query,
+    train_prm,
+)
+
+WEATHER = {"name": "get_weather", "description": "Weather in a city.", "parameters": {
+    "type": "dict", "required": ["city"],
+    "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}
+TIME = {"name": "get_time", "description": "Local time.", "parameters": {
+    "type": "dict", "required": ["city"], "properties": {"city": {"type": "string"}}}}
+CITIES = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Quito", "Delhi", "Tokyo", "Accra", "Hanoi"]
+
+
+def _write_jsonl(path: Path, items: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("prm-data")
+    simple, answers = [], []
+    for i, city in enumerate(CITIES):
+        case_id = f"live_simple_{i}-0-0"
+        simple.append({"id": case_id, "question": [[{"role": "user", "content": f"Weather in {city}?"}]],
+                       "function": [WEATHER, TIME]})
+        answers.append({"id": case_id, "ground_truth": [{"get_weather": {"city": [city], "unit": ["", "celsius"]}}]})
+    _write_jsonl(root / "bfcl" / "BFCL_v4_live_simple.json", simple)
+    _write_jsonl(root / "bfcl" / "possible_answer" / "BFCL_v4_live_simple.json", answers)
+    config = BuildConfig(out=root / "data", bfcl_dir=root / "bfcl", bfcl_categories=["live_simple"], policies=[],
+                         time_budgets_s=[], compose_parallel=2, test_fraction=0.3)
+    build_dataset(config, progress=False)
+    return root / "data"
+
+
+def _tokenizer(tiny_model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_packed_tree_reads_steps_as_inference_does(data_dir: Path, tiny_model_dir: Path) -> None:
+    """Every node's label logits equal those of the PRM scoring that step through `GenerativePRM`."""
+    import torch
+
+    from langchain_toolprm.lm import CausalLM
+    from langchain_toolprm.prm.generative import GenerativePRM
+
+    model, tokenizer = load_prm_model(str(tiny_model_dir))
+    query = load_queries(data_dir)[0]
+    packed = pack_query(query, tokenizer, "eval")
+    assert packed is not None and len(packed.node_spans) > 5
+    plus, minus = label_token_ids(tokenizer)
+    with torch.no_grad():
+        tree = torch.softmax(_label_logits(model, packed, "cpu")[:, [plus, minus]], dim=-1)[:, 0]
+    specs = to_tool_specs(query["tools"])
+    grammar = Grammar(specs)
+    session = GenerativePRM(CausalLM(model, tokenizer)).session(query["messages"], specs)
+    order = {"reference": 0, "sample": 1, "branch": 2, "rule": 3, "perturbed": 3, "completed": 4}
+    trajectories = sorted((Trajectory.from_json(t) for t in query["trajectories"]), key=lambda t: order[t.origin])
+    checked = 0
+    for (nodes, _, _), trajectory in zip(packed.trajectories, trajectories, strict=True):
+        states = grammar.walk(trajectory.actions)
+        path = list(zip(states, trajectory.actions, strict=False))
+        for i, node in enumerate(nodes):
+            expected = session.score(path[:i], states[i], [trajectory.actions[i]])[0]
+            assert abs(float(tree[node]) - expected) < 1e-4
+            checked += 1
+    assert checked >= len(packed.node_spans)
+
+
+def test_objectives_choose_their_labels(data_dir: Path, tiny_model_dir: Path) -> None:
+    tokenizer = _tokenizer(tiny_model_dir)
+    query = next(q for q in load_queries(data_dir) if any(not all(t["labels"]) for t in q["trajectories"]))
+    prm = pack_query(query, tokenizer, "prm")
+    coarse = pack_query(query, tokenizer, "coarse")
+    outcome = pack_query(query, tokenizer, "outcome")
+    assert prm is not None and coarse is not None and outcome is not None
+    assert any(t is False for t in prm.targets) and any(t is True for t in prm.targets)
+    assert all(t is None for t, tag in zip(coarse.targets, coarse.tags, strict=True) if tag is StepTag.ARG_VALUE)
+    assert any(t is not None for t in coarse.targets)
+    finals = {nodes[-1] for nodes, _, _ in outcome.trajectories}
+    assert all((t is None) == (i not in finals) for i, t in enumerate(outcome.targets))
+    # A wrong step ends its trajectory's labels (all histories are "+"), except the forced FUNC_END after it.
+    for nodes, _, _ in prm.trajectories:
+        labels = [prm.targets[n] for n in nodes]
+        if False in labels:
+            cut = labels.index(False)
+            assert len(labels) - cut <= 2
+    assert pack_query(query, tokenizer, "prm", max_context_tokens=5) is None
+
+
+def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "prm"
+    config = TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), max_steps=2, batch_size=2,
+                         save_every=1, lora_r=4, threads=1)
+    first = train_prm(config, progress=False)
+    assert first["steps"] == 2 and first["train_labels"] > 0
+    assert (out / "checkpoint" / "state.json").is_file()
+    resumed = train_prm(config.model_copy(update={"max_steps": 3}), progress=False)
+    assert resumed["steps"] == 3
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 3
+    assert is_adapter(out)
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_model_dir)
+    meta = json.loads((out / "toolprm_prm.json").read_text())
+    assert meta["objective"] == "prm" and meta["prompt_version"]
+    model, _ = load_prm_model(out)
+    assert not hasattr(model, "peft_config")  # merged
+    result = evaluate_prm(out, data_dir, progress=False)
+    assert result.steps > 0 and result.trajectories > 0
+    assert 0.0 <= result.step_accuracy <= 1.0 and 0.0 <= result.always_positive_step_accuracy <= 1.0
+    assert result.aggregation == "min"
+    assert set(result.per_tag) <= {t.value for t in StepTag}
+
+
+def test_outcome_model_and_full_fine_tuning(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "orm"
+    config = TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), objective="outcome", lora=False,
+                         max_steps=1, batch_size=2)
+    summary = train_prm(config, progress=False)
+    assert summary["steps"] == 1
+    assert (out / "config.json").is_file() and not is_adapter(out)
+    result = evaluate_prm(out, data_dir, progress=False)
+    assert result.aggregation == "last"
