@@ -1,10 +1,10 @@
-from engine_fakes import PreferPRM, RandomPolicy, TargetPolicy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
 from langchain_toolprm.tools import to_tool_specs
+from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {

@@ -4,11 +4,11 @@ import math
 
 import pytest
 import torch
-from conftest import save_tiny_model
 
 from langchain_toolprm import GenerativePRM, RulePRM, SearchConfig, StepTag, TransformersPolicy, run_search
 from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
 from langchain_toolprm.tools import to_tool_specs
+from unit_tests.conftest import save_tiny_model
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
