@@ -44,6 +44,9 @@ _BFCL_TYPES: dict[str, str | None] = {
     "any": None,
     "null": "null",
 }
+_OBJECT_KEYWORDS = {"type", "properties", "required", "additionalProperties", "description", "title", "$schema",
+                    "$defs", "definitions", "default", "examples", "patternProperties", "minProperties",
+                    "maxProperties"}
 _JSON_TYPES = {"object", "number", "integer", "string", "boolean", "array", "null"}
 
 
@@ -158,6 +161,13 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
     if not isinstance(parameters, Mapping):
         raise ToolSchemaError(f"Tool {tool!r}: 'parameters' must be an object schema, got {parameters!r}.")
     parameters = dict(parameters)
+    stray = [k for k in parameters if k not in _OBJECT_KEYWORDS]
+    if "properties" not in parameters and stray:
+        raise ToolSchemaError(
+            f"Tool {tool!r}: 'parameters' has no 'properties' but keys {stray}; this looks like a flat "
+            "(xLAM-style) parameter map. Give a JSON schema, or convert the tool with "
+            "langchain_toolprm.evaluation.runner.record_tool_to_openai."
+        )
     parameters.setdefault("type", "object")
     parameters.setdefault("properties", {})
     if parameters["type"] != "object":

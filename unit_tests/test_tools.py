@@ -111,3 +111,9 @@ def test_unknown_bfcl_type_and_duplicates():
         to_tool_specs([WEATHER, WEATHER])
     with pytest.raises(ToolSchemaError, match="Cannot read tool"):
         to_tool_specs([42])
+
+
+def test_flat_parameter_maps_are_refused_not_dropped():
+    flat = {"name": "add", "description": "Add.", "parameters": {"a": {"type": "int"}, "b": {"type": "int"}}}
+    with pytest.raises(ToolSchemaError, match=r"'add'.*flat"):
+        to_tool_specs([flat])
