@@ -8,6 +8,7 @@ from langchain_toolprm.search.values import read_value, value_end
     [
         (' "Paris"', 8), (' "Par', None), (" 12", None), (" 12,", 3), (" 12}", 3), (" [1, 2]", 7),
         (' {"a": [1]}', 11), (" tru", None), (" true,", 5), (" Paris", 6), ("   ", None), (' "a\\"b",', 7),
+        (" 26.", None), (" 26.2", None), (" 26.2,", 5), (" 1e", None), (" 1e5}", 4), (" -", None),
     ],
 )
 def test_value_end(text, end):

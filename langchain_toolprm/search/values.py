@@ -10,6 +10,7 @@ __all__ = ["read_value", "value_end"]
 
 _DECODER = json.JSONDecoder()
 _STARTS = set('"-0123456789[{tfn')
+_NUMBER_TAIL = set("0123456789.eE+-")
 
 
 def value_end(text: str) -> int | None:
@@ -28,7 +29,10 @@ def value_end(text: str) -> int | None:
         value, end = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError:
         return None
-    if isinstance(value, str | list | dict) or end < len(text):
+    if isinstance(value, str | list | dict):
+        return end
+    # A number or literal is over only at a delimiter: "26." may still become "26.2", "1e" "1e5".
+    if end < len(text) and text[end] not in _NUMBER_TAIL:
         return end
     return None
 
