@@ -488,6 +488,10 @@ class ToolPRMChatModel(BaseChatModel):
                       and _tool_turns(messages) >= self.max_tool_turns)
         if answer_now:
             tool_choice = "none"
+        if specs and ToolChoice.parse(tool_choice, [s.name for s in specs]).mode == "none":
+            # No call is allowed, so the tool list would only tempt a small model to write calls as text
+            # (measured: Qwen2.5-0.5B repeats its last call as JSON); the answer is written without it.
+            specs, tool_choice = [], None
         config = self._config(kwargs)
         policy_ref = kwargs.get("model") or self.policy
         return _Request(

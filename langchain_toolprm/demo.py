@@ -184,8 +184,16 @@ def render_trace(trace: dict[str, Any], *, title: str, chosen: Sequence[str] = (
             if not child["kept"] and not show_pruned:
                 continue
             child_on_path = on_path and depth < len(chosen) and child["text"] == chosen[depth] and child["kept"]
-            branch = parent.add(label(child, child_on_path))
-            add(branch, child, depth + 1, child_on_path)
+            # A chain of forced steps (one legal move each) reads as one line: "end arguments → end call".
+            merged, steps = child, 1
+            while (merged["forced"] and len(merged["children"]) == 1 and merged["children"][0]["forced"]):
+                nxt = merged["children"][0]
+                on = child_on_path and depth + steps < len(chosen) and nxt["text"] == chosen[depth + steps]
+                child_on_path = child_on_path and on
+                merged = {**nxt, "tag": child["tag"], "text": f"{merged['text']} → {nxt['text']}"}
+                steps += 1
+            branch = parent.add(label(merged, child_on_path))
+            add(branch, merged, depth + steps, child_on_path)
         if pruned and not show_pruned:
             parent.add(Text(f"  … {len(pruned)} pruned", style="red dim"))
 

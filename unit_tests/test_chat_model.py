@@ -193,9 +193,19 @@ def test_named_choice_calls_that_tool(model: ToolPRMChatModel, choice: Any) -> N
     _check_calls(message)
 
 
-def test_none_choice_answers_in_text(model: ToolPRMChatModel) -> None:
+def test_none_choice_answers_in_text(model: ToolPRMChatModel, tiny_policy: Any,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    real = type(tiny_policy).session
+
+    def spy(self: Any, messages: Any, specs: Any, **kwargs: Any) -> Any:
+        seen.append(list(specs))
+        return real(self, messages, specs, **kwargs)
+
+    monkeypatch.setattr(type(tiny_policy), "session", spy)
     message = model.bind_tools([set_light], tool_choice="none").invoke("kitchen light on")
     assert not message.tool_calls and isinstance(message.content, str)
+    assert seen == [[]]  # no tool list to tempt the model into writing calls as text
 
 
 def test_no_argument_tool(model: ToolPRMChatModel) -> None:

@@ -54,7 +54,16 @@ def test_render_trace_marks_the_chosen_path_and_the_pruned() -> None:
     trace = _node(None, "", [
         _node("FUNC_NAME", "call add_days", [
             _node("ARG_NAME", "argument date", [
-                _node("ARG_VALUE", 'value "2024-01-31"', score=0.95),
+                _node("ARG_VALUE", 'value "2024-01-31"', [
+                    _node("ARG_NAME", "argument days", [
+                        _node("ARG_VALUE", "value 1", [
+                            _node("ARG_END", "end arguments", [
+                                _node("FUNC_END", "end call", [_node("TOTAL_FINISH", "finish", score=0.8)],
+                                      forced=True),
+                            ], forced=True),
+                        ], score=0.7),
+                    ], forced=True),
+                ], score=0.95),
                 _node("ARG_VALUE", 'value "2024-13-01"', score=0.2, kept=False),
             ], score=0.9),
         ], score=0.93),
@@ -66,6 +75,8 @@ def test_render_trace_marks_the_chosen_path_and_the_pruned() -> None:
     out = console.export_text()
     assert "★ FUNC_NAME    call add_days" in out and "★ ARG_VALUE    value \"2024-01-31\"" in out
     assert out.count("✗ pruned") == 3 and "prm 0.93" in out
+    assert "★ ARG_END      end arguments → end call  forced" in out  # forced chains read as one line
+    assert "★ TOTAL_FINISH finish" in out
     console = Console(record=True, width=140, color_system=None)
     console.print(render_trace(trace, title="turn 1", chosen=chosen, show_pruned=False))
     out = console.export_text()
