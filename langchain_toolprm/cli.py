@@ -229,6 +229,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--lr", type=float, default=1e-3)
     optim.add_argument("--warmup-ratio", type=float, default=0.008)
     optim.add_argument("--weight-decay", type=float, default=1e-5)
+    optim.add_argument("--no-balance", action="store_true", help="no per-tag balancing of + and - in the loss")
+    optim.add_argument("--rank-weight", type=float, default=1.0,
+                       help="weight of the ranking loss among candidates of one state (0: pointwise only)")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-context-tokens", type=int, default=1024)
     limits.add_argument("--max-tokens", type=int, default=1536, help="sequence cap per query")
@@ -250,6 +253,7 @@ def _train(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, base=args.base, objective=args.objective, lora=not args.no_lora,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+        balance=not args.no_balance, rank_weight=args.rank_weight,
         max_context_tokens=args.max_context_tokens, max_tokens=args.max_tokens, max_queries=args.max_queries,
         max_steps=args.max_steps, time_budget_s=args.time_budget, save_every=args.save_every,
         threads=args.threads, seed=args.seed,
@@ -290,12 +294,13 @@ def _eval_prm(args: argparse.Namespace) -> int:
     ]
     first = results[0]
     print(f"{first.queries} queries, {first.steps} labelled steps, {first.trajectories} complete trajectories")
-    print("| model | loss | step acc | trajectory acc |")
-    print("|---|---:|---:|---:|")
-    print(f"| always + | - | {first.always_positive_step_accuracy:.4f} | "
-          f"{first.always_positive_trajectory_accuracy:.4f} |")
-    for result in results:
-        print(f"| {result.model} | {result.loss:.4f} | {result.step_accuracy:.4f} | {result.trajectory_accuracy:.4f} |")
+    print("| model | loss | step acc | trajectory acc | candidate ranking acc |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| always + (ranking: random pick) | - | {first.always_positive_step_accuracy:.4f} | "
+          f"{first.always_positive_trajectory_accuracy:.4f} | {first.random_ranking_accuracy:.4f} |")
+    for r in results:
+        print(f"| {r.model} | {r.loss:.4f} | {r.step_accuracy:.4f} | {r.trajectory_accuracy:.4f} "
+              f"| {r.ranking_accuracy:.4f} |")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump([r.model_dump() for r in results], handle, indent=2)

@@ -15,8 +15,11 @@ Three objectives share the data, for the paper's comparison:
 - ``coarse``: no label on argument values (``ARG_VALUE``); a wrong value shows at the next labelled step.
 - ``outcome``: complete answers only, one label on the final ``TOTAL_FINISH`` = whole answer right.
 
-The loss is the language-model loss on the label tokens only. LoRA is optional (and what makes the
-packaged default PRM a few MB); training is resumable from the checkpoint in the output folder.
+The loss is read at the label tokens only: the language-model loss of ``+``/``-`` there, weighed so
+that each tag's right and wrong steps count alike, plus a ranking loss that sets each right candidate
+against the wrong candidates of the same state (siblings in the tree), which is the comparison the
+beam search makes. LoRA is optional (and what makes the packaged default PRM a few MB); training is
+resumable from the checkpoint in the output folder.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(1e-5, ge=0)
     max_context_tokens: int = Field(1024, ge=16, description="Queries with a longer PRM context are left out.")
     max_tokens: int = Field(1536, ge=32, description="Sequence cap; a query's later trajectories are dropped.")
+    balance: bool = Field(True, description="Weigh + and - equally within each step tag.")
+    rank_weight: float = Field(1.0, ge=0, description="Weight of the ranking loss among candidates of one state.")
     max_queries: int | None = Field(
         None, ge=1, description="Train on at most this many queries: those with policy rollouts first.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
@@ -322,6 +327,61 @@ def _packed_set(queries: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenize
     return out
 
 
+def _label_weights(data: Sequence[Packed], balance: bool) -> dict[tuple[StepTag, bool], float]:
+    """Loss weight per (tag, label): with ``balance``, each tag's ``+`` and ``-`` weigh the same in total.
+
+    The data is lopsided by construction (most alternatives at a function-name decision are wrong,
+    most parameter-name steps right); unweighted, a small model first learns each tag's prior, which
+    ranks "finish" above every call whatever the request says. Weights are scaled to average 1.
+    """
+    counts: dict[tuple[StepTag, bool], int] = {}
+    for packed in data:
+        for tag, target in zip(packed.tags, packed.targets, strict=True):
+            if target is not None:
+                counts[(tag, target)] = counts.get((tag, target), 0) + 1
+    keys = [(tag, label) for tag in StepTag for label in (True, False)]
+    if not balance:
+        return dict.fromkeys(keys, 1.0)
+    raw = {}
+    for tag, label in keys:
+        n_tag = counts.get((tag, True), 0) + counts.get((tag, False), 0)
+        present = sum(counts.get((tag, x), 0) > 0 for x in (True, False))
+        raw[(tag, label)] = n_tag / (present * counts[(tag, label)]) if counts.get((tag, label)) else 0.0
+    total = sum(counts.values())
+    mean = sum(raw[k] * n for k, n in counts.items()) / max(1, total)
+    return {k: (v / mean if mean else 1.0) for k, v in raw.items()}
+
+
+def _sibling_groups(packed: Packed) -> list[tuple[list[int], list[int]]]:
+    """Candidates of one state with labels of both kinds: ``(positive nodes, negative nodes)``.
+
+    Siblings in the tree are exactly what the search compares: the candidate steps from one state.
+    """
+    by_parent: dict[int, tuple[list[int], list[int]]] = {}
+    for node, (parent, target) in enumerate(zip(packed.node_parent, packed.targets, strict=True)):
+        if target is not None:
+            by_parent.setdefault(parent, ([], []))[0 if target else 1].append(node)
+    return [(pos, neg) for pos, neg in by_parent.values() if pos and neg]
+
+
+def _ranking_loss(logits: torch.Tensor, packed: Packed, plus_id: int, minus_id: int) -> torch.Tensor:
+    """Each right candidate against the wrong candidates of the same state (softmax over margins).
+
+    The margin ``logit(+) - logit(-)`` is the log-odds the search ranks by; the loss is summed over
+    the query's sibling groups and averaged over each group's right candidates.
+    """
+    import torch
+
+    margins = logits[:, plus_id] - logits[:, minus_id]
+    total = margins.new_zeros(())
+    for positives, negatives in _sibling_groups(packed):
+        neg = margins[torch.tensor(negatives)]
+        for node in positives:
+            both = torch.cat([margins[node: node + 1], neg])
+            total = total - torch.log_softmax(both, dim=0)[0] / len(positives)
+    return total
+
+
 def _policy_first(data: list[Packed], n: int, seed: int) -> list[Packed]:
     """``n`` queries, those whose negatives came from a policy first (they are what the search meets)."""
     rng = random.Random(seed)
@@ -360,6 +420,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         data = _policy_first(data, config.max_queries, config.seed)
     if not data:
         raise ValueError(f"No trainable query in {config.data} (all contexts longer than max_context_tokens?).")
+    weights = _label_weights(data, config.balance)
     per_epoch = math.ceil(len(data) / config.batch_size)
     total_steps = max(1, math.ceil(per_epoch * config.epochs))
     if config.max_steps is not None:
@@ -397,15 +458,22 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         epoch, index = divmod(step, per_epoch)
         batch = [data[i] for i in _batches(len(data), config.batch_size, config.seed, epoch)[index]]
         labels_in_batch = sum(sum(t is not None for t in p.targets) for p in batch)
+        groups_in_batch = sum(len(_sibling_groups(p)) for p in batch)
         optimizer.zero_grad(set_to_none=True)
         batch_loss = 0.0
         for packed in batch:
             keep = [i for i, t in enumerate(packed.targets) if t is not None]
             if not keep:
                 continue
-            logits = _label_logits(model, packed, device)[torch.tensor(keep)]
+            all_logits = _label_logits(model, packed, device)
+            logits = all_logits[torch.tensor(keep)]
             target = torch.tensor([plus_id if packed.targets[i] else minus_id for i in keep], device=device)
-            loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum") / labels_in_batch
+            weight = torch.tensor([weights[(packed.tags[i], bool(packed.targets[i]))] for i in keep], device=device)
+            pointwise = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+            loss = (pointwise * weight).sum() / labels_in_batch
+            if config.rank_weight > 0 and groups_in_batch:
+                ranking = _ranking_loss(all_logits, packed, plus_id, minus_id)
+                loss = loss + config.rank_weight * ranking / groups_in_batch
             loss.backward()
             batch_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -490,7 +558,12 @@ def _save_model(model: Any, tokenizer: PreTrainedTokenizerBase, config: TrainCon
 
 
 class EvalResult(BaseModel):
-    """Reward-model accuracy on a test split, beside the "always +" baseline."""
+    """Reward-model accuracy on a test split, beside the "always +" baseline.
+
+    ``ranking_accuracy`` is what a beam search needs most: among the labelled candidate steps of one
+    state that has both right and wrong ones, how often the best-scored candidate is a right one
+    (``random_ranking_accuracy``: the same for a random pick).
+    """
 
     model: str
     queries: int
@@ -501,9 +574,19 @@ class EvalResult(BaseModel):
     trajectory_accuracy: float
     always_positive_step_accuracy: float
     always_positive_trajectory_accuracy: float
+    ranking_groups: int = 0
+    ranking_accuracy: float = 0.0
+    random_ranking_accuracy: float = 0.0
     per_tag: dict[str, dict[str, float]]
     aggregation: str
     seconds: float
+
+
+def _only(packed: Packed, nodes: set[int]) -> Packed:
+    """The packed query with targets kept on ``nodes`` only (the labelled steps)."""
+    from dataclasses import replace
+
+    return replace(packed, targets=[t if i in nodes else None for i, t in enumerate(packed.targets)])
 
 
 def _iter_scores(model: Any, data: Sequence[Packed], plus_id: int, minus_id: int, device: Any
@@ -544,6 +627,8 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     loss_sum = 0.0
     traj_hits = traj_total = traj_pos = 0
     tags: dict[str, list[int]] = {}
+    rank_hits = rank_groups = 0
+    rank_chance = 0.0
     iterator = _iter_scores(model, packed_set, plus_id, minus_id, device)
     if progress:
         from tqdm.auto import tqdm
@@ -565,6 +650,11 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
             entry = tags.setdefault(packed.tags[node].value, [0, 0])
             entry[0] += hit
             entry[1] += 1
+        for positives, negatives in _sibling_groups(_only(packed, labelled)):
+            best = max(positives + negatives, key=lambda n: scores[n])
+            rank_hits += best in positives
+            rank_groups += 1
+            rank_chance += len(positives) / (len(positives) + len(negatives))
         for nodes, complete, correct in packed.trajectories:
             if not complete:
                 continue
@@ -583,6 +673,9 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
         trajectory_accuracy=traj_hits / max(1, traj_total),
         always_positive_step_accuracy=step_pos / max(1, step_total),
         always_positive_trajectory_accuracy=traj_pos / max(1, traj_total),
+        ranking_groups=rank_groups,
+        ranking_accuracy=rank_hits / max(1, rank_groups),
+        random_ranking_accuracy=rank_chance / max(1, rank_groups),
         per_tag={tag: {"accuracy": hits / max(1, n), "steps": n} for tag, (hits, n) in sorted(tags.items())},
         aggregation=aggregation,
         seconds=round(time.perf_counter() - started, 1),

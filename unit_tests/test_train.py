@@ -131,6 +131,7 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert result.steps > 0 and result.trajectories > 0
     assert 0.0 <= result.step_accuracy <= 1.0 and 0.0 <= result.always_positive_step_accuracy <= 1.0
     assert result.aggregation == "min"
+    assert result.ranking_groups > 0 and 0.0 <= result.ranking_accuracy <= 1.0
     assert set(result.per_tag) <= {t.value for t in StepTag}
 
 
@@ -143,3 +144,28 @@ def test_outcome_model_and_full_fine_tuning(data_dir: Path, tiny_model_dir: Path
     assert (out / "config.json").is_file() and not is_adapter(out)
     result = evaluate_prm(out, data_dir, progress=False)
     assert result.aggregation == "last"
+
+
+def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) -> None:
+    from langchain_toolprm.train import _label_weights, _sibling_groups
+
+    tokenizer = _tokenizer(tiny_model_dir)
+    data = [p for p in (pack_query(q, tokenizer, "prm") for q in load_queries(data_dir)) if p is not None]
+    weights = _label_weights(data, balance=True)
+    counts: dict = {}
+    for packed in data:
+        for tag, target in zip(packed.tags, packed.targets, strict=True):
+            if target is not None:
+                counts[(tag, target)] = counts.get((tag, target), 0) + 1
+    for tag in StepTag:
+        pos, neg = counts.get((tag, True), 0), counts.get((tag, False), 0)
+        if pos and neg:  # each tag's right and wrong steps weigh the same in total
+            assert abs(pos * weights[(tag, True)] - neg * weights[(tag, False)]) < 1e-6
+    assert set(_label_weights(data, balance=False).values()) == {1.0}
+    groups = [g for p in data for g in _sibling_groups(p)]
+    assert groups
+    packed = data[0]
+    for positives, negatives in _sibling_groups(packed):
+        parents = {packed.node_parent[n] for n in positives + negatives}
+        assert len(parents) == 1
+        assert all(packed.targets[n] for n in positives) and not any(packed.targets[n] for n in negatives)
