@@ -216,6 +216,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="a build-data folder (or a train JSONL file)")
     parser.add_argument("--out", "-o", required=True, help="output folder (re-running resumes its checkpoint)")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="backbone model reference")
+    parser.add_argument("--dtype", default="float32", help="weight dtype (bfloat16 on a GPU)")
     parser.add_argument("--objective", default="prm", choices=["prm", "coarse", "outcome"],
                         help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
     lora = parser.add_argument_group("LoRA")
@@ -250,7 +251,8 @@ def _train(args: argparse.Namespace) -> int:
     from langchain_toolprm.train import TrainConfig, train_prm
 
     config = TrainConfig(
-        data=args.data, out=args.out, base=args.base, objective=args.objective, lora=not args.no_lora,
+        data=args.data, out=args.out, base=args.base, dtype=args.dtype, objective=args.objective,
+        lora=not args.no_lora,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         balance=not args.no_balance, rank_weight=args.rank_weight,

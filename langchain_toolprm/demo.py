@@ -282,7 +282,7 @@ def run_demo(settings: DemoSettings, console: Any = None) -> str:
                     status.stop()
                     if node == "agent":
                         turn += 1
-                        answer = _print_turn(console, message, turn) or answer
+                        answer = _print_turn(console, message, turn, settings.show_pruned) or answer
                     else:
                         _print_tool(console, message)
                     status.start()
@@ -297,7 +297,7 @@ def run_demo(settings: DemoSettings, console: Any = None) -> str:
     return answer
 
 
-def _print_turn(console: Any, message: BaseMessage, turn: int) -> str:
+def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool = True) -> str:
     from rich.table import Table
 
     assert isinstance(message, AIMessage)
@@ -312,7 +312,8 @@ def _print_turn(console: Any, message: BaseMessage, turn: int) -> str:
              + f" · {cost.get('wall_seconds', 0):.1f} s, {cost.get('policy_forwards', 0)} policy forwards,"
                f" {cost.get('prm_candidates', 0)} PRM scores")
     if "trace" in info:
-        console.print(render_trace(info["trace"], title=title, chosen=chosen_path(calls, DEMO_TOOLS)))
+        console.print(render_trace(info["trace"], title=title, chosen=chosen_path(calls, DEMO_TOOLS),
+                                   show_pruned=show_pruned))
     else:
         console.print(title)
     alternatives = info.get("alternatives") or []

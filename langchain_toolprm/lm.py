@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["CausalLM", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
+__all__ = ["CausalLM", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,24 @@ class Sample:
     token_ids: tuple[int, ...]
     logprob: float
     finished: bool
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One request to `CausalLM.sample_many`.
+
+    Attributes:
+        base: The prefix to continue.
+        n: How many samples (rows).
+        max_new_tokens: Token limit per sample.
+        stop: Decides when a sample's text is finished; the end-of-turn token always stops.
+
+    """
+
+    base: Prefix
+    n: int
+    max_new_tokens: int = 64
+    stop: StopFn | None = None
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -179,15 +197,21 @@ class CausalLM:
     def _kv_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def _hidden(self, ids: torch.Tensor, cache: Any, usage: Usage | None) -> torch.Tensor:
+    def _hidden(self, ids: torch.Tensor, cache: Any, usage: Usage | None, mask: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states only: the output head runs later, on the few positions that are read.
 
         Full logits over a 150k vocabulary at every position cost more than the forward pass itself.
+        ``mask`` and ``positions`` are for rows whose cached prefixes differ in length (`sample_many`).
         """
         if usage is not None:
             usage.add(int(ids.numel()))
+        extra: dict[str, Any] = {}
+        if mask is not None:
+            extra = {"attention_mask": mask.to(self.device), "position_ids": positions.to(self.device)}
         with self._torch.inference_mode():
-            out = self.model.base_model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True)
+            out = self.model.base_model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True,
+                                        **extra)
         return out.last_hidden_state
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -314,15 +338,47 @@ class CausalLM:
             ``n`` samples, in row order.
 
         """
+        return self.sample_many([Draw(base, n, max_new_tokens, stop)], temperature=temperature, usage=usage,
+                                generator=generator)[0]
+
+    def sample_many(
+        self,
+        draws: Sequence[Draw],
+        *,
+        temperature: float = 0.8,
+        usage: Usage | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[list[Sample]]:
+        """Sample from several prefixes at once, every row of every draw in one decoding batch.
+
+        On a CPU a decoding step costs about one read of the weights whatever the batch, so the values
+        of all beams of a search round (or a rollout's whole answers and its branch values) cost what one
+        of them would. Prefixes of different lengths (even of different roots) are left-padded in the
+        cache and masked; each row keeps its own positions.
+
+        Args:
+            draws: What to sample: a prefix, how many rows, their token limit and stop function.
+            temperature: 0 for greedy decoding.
+            usage: Where to count the compute.
+            generator: Random source, for reproducible searches.
+
+        Returns:
+            Per draw, its samples in row order.
+
+        """
         torch = self._torch
+        owners = [d for d, draw in enumerate(draws) for _ in range(draw.n)]
+        if not owners:
+            return [[] for _ in draws]
+        lengths = [len(draws[d].base.ids) for d in owners]
         with self._lock:
-            cache = self._cache(base.kv, len(base.ids), n)
-            logits = self._logits(base.last_hidden[None]).expand(n, -1)
-            tokens: list[list[int]] = [[] for _ in range(n)]
-            logprob = [0.0] * n
-            results: list[Sample | None] = [None] * n
-            active = list(range(n))
-            for _ in range(max_new_tokens):
+            cache, mask = self._batch_cache(draws)
+            logits = self._logits(torch.stack([draws[d].base.last_hidden for d in owners]))
+            tokens: list[list[int]] = [[] for _ in owners]
+            logprob = [0.0] * len(owners)
+            results: list[Sample | None] = [None] * len(owners)
+            active = list(range(len(owners)))
+            for step in range(max(draws[d].max_new_tokens for d in owners)):
                 step_logprobs = torch.log_softmax(logits, dim=-1)
                 if temperature > 0:
                     probs = torch.softmax(logits / temperature, dim=-1)
@@ -334,24 +390,62 @@ class CausalLM:
                     token = int(chosen[slot])
                     tokens[row].append(token)
                     logprob[row] += float(step_logprobs[slot, token])
-                    ended = self._ended(tokens[row], stop)
-                    if ended is None:
-                        keep.append(slot)
-                    else:
+                    draw = draws[owners[row]]
+                    ended = self._ended(tokens[row], draw.stop)
+                    if ended is not None:
                         results[row] = Sample(ended[0], tuple(tokens[row]), logprob[row], ended[1])
+                    elif len(tokens[row]) < draw.max_new_tokens:
+                        keep.append(slot)
                 if not keep:
                     break
                 if len(keep) < len(active):
-                    cache.batch_select_indices(torch.tensor(keep))
-                    chosen = chosen[keep]
+                    index = torch.tensor(keep)
+                    cache.batch_select_indices(index)
+                    chosen = chosen[index]
+                    mask = mask[index] if mask is not None else None
                     active = [active[slot] for slot in keep]
-                logits = self._logits(self._hidden(chosen[:, None], cache, usage)[:, -1])
-        return [
-            result
-            if result is not None
-            else Sample(self.decode(tokens[row]), tuple(tokens[row]), logprob[row], False)
-            for row, result in enumerate(results)
-        ]
+                positions = None
+                if mask is not None:
+                    mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+                    positions = torch.tensor([[lengths[row] + step] for row in active])
+                logits = self._logits(self._hidden(chosen[:, None], cache, usage, mask, positions)[:, -1])
+        return self._by_draw(draws, owners, tokens, logprob, results)
+
+    def _batch_cache(self, draws: Sequence[Draw]) -> tuple[Any, torch.Tensor | None]:
+        """One cache holding every row's prefix, left-padded to the longest; the mask where they differ."""
+        torch = self._torch
+        if len({id(d.base) for d in draws}) == 1:
+            base = draws[0].base
+            return self._cache(base.kv, len(base.ids), sum(d.n for d in draws)), None
+        from transformers import DynamicCache
+
+        width = max(len(d.base.ids) for d in draws)
+        layers = []
+        for layer in range(len(draws[0].base.kv)):
+            keys, values = [], []
+            for draw in draws:
+                k, v = draw.base.kv[layer]
+                length = len(draw.base.ids)
+                pad = (0, 0, width - length, 0)
+                keys.append(torch.nn.functional.pad(k[:, :, :length], pad).expand(draw.n, -1, -1, -1))
+                values.append(torch.nn.functional.pad(v[:, :, :length], pad).expand(draw.n, -1, -1, -1))
+            layers.append((torch.cat(keys), torch.cat(values)))
+        mask = torch.cat([
+            torch.cat([torch.zeros(d.n, width - len(d.base.ids), dtype=torch.long),
+                       torch.ones(d.n, len(d.base.ids), dtype=torch.long)], dim=1)
+            for d in draws
+        ])
+        return DynamicCache(ddp_cache_data=layers, config=self.model.config), mask
+
+    def _by_draw(self, draws: Sequence[Draw], owners: list[int], tokens: list[list[int]], logprob: list[float],
+                 results: list[Sample | None]) -> list[list[Sample]]:
+        out: list[list[Sample]] = [[] for _ in draws]
+        for row, owner in enumerate(owners):
+            result = results[row]
+            if result is None:
+                result = Sample(self.decode(tokens[row]), tuple(tokens[row]), logprob[row], False)
+            out[owner].append(result)
+        return out
 
     def _ended(self, tokens: list[int], stop: StopFn | None) -> tuple[str, bool] | None:
         """``(text, finished)`` once a sample ends, ``None`` while it goes on.

@@ -46,11 +46,17 @@ def load_policy(policy: Policy | str) -> Policy:
 
 
 def load_prm(prm: PRM | str | None) -> PRM | None:
-    """A PRM object: ``None`` stays ``None``, ``"rules"`` is `RulePRM`, other strings load a generative PRM."""
+    """A PRM object from an object, a reference string or ``None``.
+
+    ``None`` stays ``None``, ``"rules"`` is `RulePRM`, ``"default"`` the packaged trained PRM, other strings
+    load a generative PRM (a `toolprm train` folder, a hub id, a packaged name).
+    """
     if prm is None or isinstance(prm, PRM):
         return prm
     if not isinstance(prm, str):
-        raise TypeError(f"prm must be a PRM, a model reference string, 'rules' or None, got {type(prm).__name__}.")
+        raise TypeError(
+            f"prm must be a PRM, a model reference string, 'default', 'rules' or None, got {type(prm).__name__}."
+        )
     with _lock:
         return _prm(prm)
 

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_toolprm.data.rollouts import Trajectory, labelled_length
 from langchain_toolprm.grammar import Action, Grammar, StepTag
-from langchain_toolprm.prm.adapters import META_FILE, default_prm_path, load_prm_model
+from langchain_toolprm.prm.adapters import DEFAULT_PRM, META_FILE, default_prm_path, load_prm_model, prm_meta
 from langchain_toolprm.prm.prompt import LABEL_NEGATIVE, LABEL_POSITIVE, PROMPT_VERSION, render_context, step_text
 from langchain_toolprm.tools import to_tool_specs
 
@@ -76,6 +76,7 @@ class TrainConfig(BaseModel):
     data: Path = Field(description="A build-data folder (train.jsonl, test.jsonl) or a train JSONL file.")
     out: Path = Field(description="Output folder: the PRM (adapter or full model) and its checkpoint.")
     base: str = Field("smollm2-135m-instruct", description="Backbone reference (packaged name, folder, hub id).")
+    dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
     objective: Objective = "prm"
     lora: bool = True
     lora_r: int = Field(8, ge=1)
@@ -273,11 +274,9 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
 
 
 def _model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
-    import torch
-
     from langchain_toolprm.models import load_causal_lm
 
-    model, tokenizer = load_causal_lm(config.base, dtype=torch.float32)
+    model, tokenizer = load_causal_lm(config.base, dtype=config.dtype)
     model.config.use_cache = False
     if config.lora:
         from peft import LoraConfig, get_peft_model
@@ -616,8 +615,8 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     model, tokenizer = load_prm_model(model_ref, dtype=torch.float32)
     model.eval()
     if aggregation is None:
-        meta_file = Path(model_ref) / META_FILE if Path(model_ref).is_dir() else None
-        objective = json.loads(meta_file.read_text())["objective"] if meta_file and meta_file.is_file() else "prm"
+        folder = default_prm_path() if str(model_ref) == DEFAULT_PRM else Path(model_ref)
+        objective = prm_meta(folder).get("objective", "prm") if folder.is_dir() else "prm"
         aggregation = "last" if objective == "outcome" else "min"
     plus_id, minus_id = label_token_ids(tokenizer)
     # The same queries for every model: the split's first ``limit`` whose context fits, in file order.

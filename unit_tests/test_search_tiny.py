@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from langchain_toolprm import GenerativePRM, RulePRM, SearchConfig, StepTag, TransformersPolicy, run_search
-from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
+from langchain_toolprm.lm import CausalLM, Draw, PrefixCache, Usage
 from langchain_toolprm.tools import to_tool_specs
 from unit_tests.conftest import save_tiny_model
 
@@ -58,6 +58,23 @@ def test_greedy_sampling_matches_argmax(lm):
             assert int(lm.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) == token
         ids.append(token)
     assert math.isfinite(sample.logprob)
+
+
+def test_sample_many_pads_prefixes_of_different_lengths(lm):
+    """Rows of different lengths and roots, decoded together, match each one decoded alone."""
+    short = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    long_root = lm.prefix("<|im_start|>system\nYou answer in one word.<|im_end|>\n<|im_start|>user\nhello there"
+                          "<|im_end|>\n<|im_start|>assistant\n")
+    longer = PrefixCache(lm, long_root, Usage()).get('{"name": "multiply", "arguments": {"a": ')
+    draws = [Draw(short, 2, 6), Draw(longer, 1, 4), Draw(long_root, 1, 3)]
+    together = lm.sample_many(draws, temperature=0.0)
+    assert [len(samples) for samples in together] == [2, 1, 1]
+    for draw, samples in zip(draws, together, strict=True):
+        (alone,) = lm.sample(draw.base, 1, temperature=0.0, max_new_tokens=draw.max_new_tokens)
+        for sample in samples:
+            assert sample.token_ids == alone.token_ids
+            assert sample.logprob == pytest.approx(alone.logprob, abs=1e-3)
+            assert len(sample.token_ids) <= draw.max_new_tokens
 
 
 @pytest.mark.parametrize("strategy", ["beam", "greedy", "unconstrained", "best_of_n", "majority"])

@@ -169,3 +169,53 @@ def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) 
         parents = {packed.node_parent[n] for n in positives + negatives}
         assert len(parents) == 1
         assert all(packed.targets[n] for n in positives) and not any(packed.targets[n] for n in negatives)
+
+
+def test_adapter_merges_without_peft(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The packaged PRM must load where peft is absent: the plain LoRA sum equals peft's merge."""
+    import torch
+
+    from langchain_toolprm.models import load_causal_lm
+    from langchain_toolprm.prm.adapters import merge_lora
+
+    out = tmp_path / "prm"
+    train_prm(TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), max_steps=2, batch_size=2,
+                          lora_layers=1, lr=5e-2), progress=False)
+    merged, _ = load_prm_model(out)
+    plain, _ = load_causal_lm(str(tiny_model_dir))
+    merge_lora(plain, out, json.loads((out / "adapter_config.json").read_text()))
+    base, _ = load_causal_lm(str(tiny_model_dir))
+    changed = False
+    for (name, a), (_, b), (_, c) in zip(merged.state_dict().items(), plain.state_dict().items(),
+                                         base.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name
+        changed |= not torch.allclose(a, c)
+    assert changed
+
+
+def test_trained_prm_loads_by_reference_and_refuses_another_prompt_format(
+        data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A `toolprm train` folder is a PRM reference like any other; one trained on another prompt is refused."""
+    from langchain_toolprm.loading import load_prm
+    from langchain_toolprm.prm.generative import GenerativePRM
+    from langchain_toolprm.prm.prompt import PROMPT_VERSION
+
+    out = tmp_path / "prm"
+    train_prm(TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), max_steps=1, batch_size=2,
+                          lora_layers=1), progress=False)
+    prm = load_prm(str(out))
+    assert isinstance(prm, GenerativePRM) and prm.name == f"generative:{out}"
+    query = load_queries(data_dir, "train")[0]
+    specs = to_tool_specs(query["tools"])
+    grammar = Grammar(specs)
+    state = grammar.initial()
+    session = prm.session(query["messages"], specs)
+    scores = session.score((), state, list(grammar.decision(state).actions)[:3])
+    assert scores and all(0.0 < s < 1.0 for s in scores)
+
+    meta_file = out / "toolprm_prm.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["prompt_version"] == PROMPT_VERSION
+    meta_file.write_text(json.dumps({**meta, "prompt_version": "toolprm-prompt-v0"}))
+    with pytest.raises(ValueError, match="toolprm-prompt-v0"):
+        GenerativePRM.from_pretrained(str(out))

@@ -168,8 +168,13 @@ def _tree_steps(trajectories: Iterable[Trajectory]) -> dict[tuple[Action, ...], 
 
 
 def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Table 1 counts for one split: steps and trajectories, positive and negative, and steps per tag."""
-    steps, trajectories, tags = Counter(), Counter(), Counter()
+    """Table 1 counts for one split: steps and trajectories, positive and negative, and steps per tag.
+
+    Steps are distinct labelled steps (see `_tree_steps`). Trajectories are distinct labelled paths,
+    whole answers and one-step branches alike (``+``: every step right); ``answers`` counts the
+    complete ones only (``+``: the whole answer is right).
+    """
+    steps, trajectories, answers, tags = Counter(), Counter(), Counter(), Counter()
     origins: Counter[str] = Counter()
     sources: Counter[str] = Counter()
     modes: Counter[str] = Counter()
@@ -182,13 +187,17 @@ def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
             tags[f"{tag.value}:{'positive' if label else 'negative'}"] += 1
         for trajectory in trajs:
             trajectories["positive" if all(trajectory.labels) else "negative"] += 1
+            if trajectory.complete:
+                answers["positive" if trajectory.correct else "negative"] += 1
             origins[trajectory.origin] += 1
     steps["total"] = steps["positive"] + steps["negative"]
     trajectories["total"] = trajectories["positive"] + trajectories["negative"]
+    answers["total"] = answers["positive"] + answers["negative"]
     return {
         "queries": len(queries),
         "steps": dict(steps),
         "trajectories": dict(trajectories),
+        "answers": dict(answers),
         "tags": {t.value: {"positive": tags[f"{t.value}:positive"], "negative": tags[f"{t.value}:negative"]}
                  for t in StepTag},
         "origins": dict(origins),
@@ -200,17 +209,19 @@ def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def format_table(stats: dict[str, Any]) -> str:
     """The Table 1 analogue as Markdown: steps and trajectories per split, then steps per tag."""
     lines = [
-        "| split | queries | steps + | steps - | steps total | trajectories + | trajectories - | trajectories total |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| split | queries | steps + | steps - | steps total | trajectories + | trajectories - | trajectories total "
+        "| answers + | answers - |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for split in ("train", "test"):
         s = stats["splits"].get(split)
         if not s:
             continue
-        st, tr = s["steps"], s["trajectories"]
+        st, tr, an = s["steps"], s["trajectories"], s.get("answers", {})
         lines.append(
             f"| {split} | {s['queries']} | {st.get('positive', 0)} | {st.get('negative', 0)} | {st.get('total', 0)} "
-            f"| {tr.get('positive', 0)} | {tr.get('negative', 0)} | {tr.get('total', 0)} |"
+            f"| {tr.get('positive', 0)} | {tr.get('negative', 0)} | {tr.get('total', 0)} "
+            f"| {an.get('positive', 0)} | {an.get('negative', 0)} |"
         )
     lines += ["", "| step tag | train + | train - | test + | test - |", "|---|---:|---:|---:|---:|"]
     for tag in StepTag:

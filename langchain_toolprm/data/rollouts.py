@@ -345,37 +345,37 @@ def _branch_states(prepared: Prepared) -> list[tuple[int, GrammarState]]:
 def policy_trajectories(policy: Policy, prepared: Prepared, config: RolloutConfig, seed: int) -> list[Trajectory]:
     """Reference path, K policy samples and policy branches off the reference path, labelled.
 
-    One policy session per query: the prompt is encoded once, the K samples share its cache, and the
-    branch proposals of all reference states go through one `SearchContext.propose` call (enumerated
-    decisions in one batch, values sampled per state on cached prefixes).
+    One policy session per query: the prompt is encoded once; the enumerated decisions of every
+    reference state are scored in one batch, and the K whole answers decode in the same batch as the
+    branch values of every state (`SearchContext.propose_with`), so a query costs about one answer's
+    decoding steps, not one per value.
     """
     from langchain_toolprm.formats import parse_calls_lenient
+    from langchain_toolprm.policy.base import SampleRequest
     from langchain_toolprm.search.config import SearchConfig
     from langchain_toolprm.search.engine import SearchContext
 
     example = prepared.example
     session = policy.session(example.messages, prepared.specs, seed=seed)
     out = [_labelled(prepared, prepared.reference, "reference")]
-    if config.samples > 0:
-        samples = session.sample("", config.samples, temperature=config.temperature,
-                                 max_new_tokens=config.max_new_tokens)
-        for sample in samples:
-            calls = parse_calls_lenient(sample.text)
-            actions = actions_from_calls(prepared.grammar, calls, sample.finished)
-            out.append(_labelled(prepared, actions, "sample"))
-    branch_at = _branch_states(prepared)
-    if branch_at and config.branch_width > 0:
-        search = SearchConfig(temperature=config.temperature, max_value_tokens=config.max_value_tokens,
-                              beam_width=config.branch_width, seed=seed)
-        ctx = SearchContext(example.messages, prepared.specs, prepared.grammar, session, None, search)
-        proposals = ctx.propose([s for _, s in branch_at], config.branch_width, config.temperature)
-        for (i, state), found in zip(branch_at, proposals, strict=True):
-            actions = [p.action for p in found]
-            finish = Action.finish()
-            if prepared.grammar.decision(state).tag is StepTag.FUNC_NAME and finish not in actions and \
-                    prepared.grammar.is_legal(state, finish):
-                actions.append(finish)
-            for action in actions:
-                if action != prepared.reference[i]:
-                    out.append(_labelled(prepared, [*prepared.reference[:i], action], "branch"))
+    branch_at = _branch_states(prepared) if config.branch_width > 0 else []
+    answers = [SampleRequest("", config.samples, config.max_new_tokens)] if config.samples > 0 else []
+    search = SearchConfig(temperature=config.temperature, max_value_tokens=config.max_value_tokens,
+                          beam_width=max(config.branch_width, 1), seed=seed)
+    ctx = SearchContext(example.messages, prepared.specs, prepared.grammar, session, None, search)
+    proposals, samples = ctx.propose_with([s for _, s in branch_at], config.branch_width, config.temperature,
+                                          extra=answers)
+    for sample in (samples[0] if samples else []):
+        calls = parse_calls_lenient(sample.text)
+        actions = actions_from_calls(prepared.grammar, calls, sample.finished)
+        out.append(_labelled(prepared, actions, "sample"))
+    for (i, state), found in zip(branch_at, proposals, strict=True):
+        actions = [p.action for p in found]
+        finish = Action.finish()
+        if prepared.grammar.decision(state).tag is StepTag.FUNC_NAME and finish not in actions and \
+                prepared.grammar.is_legal(state, finish):
+            actions.append(finish)
+        for action in actions:
+            if action != prepared.reference[i]:
+                out.append(_labelled(prepared, [*prepared.reference[:i], action], "branch"))
     return _dedupe(out + _completed(prepared, out))

@@ -10,13 +10,32 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from langchain_toolprm.formats import ToolCallFormat
 from langchain_toolprm.lm import Sample, StopFn, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.tools import ToolSpec
 
-__all__ = ["Policy", "PolicySession"]
+__all__ = ["Policy", "PolicySession", "SampleRequest"]
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One request of `PolicySession.sample_many`.
+
+    Attributes:
+        text: The assistant text to continue.
+        n: How many samples.
+        max_new_tokens: Token limit per sample.
+        stop: Decides when a sample is finished (``None``: at the end of the turn).
+
+    """
+
+    text: str
+    n: int
+    max_new_tokens: int
+    stop: StopFn | None = None
 
 
 class PolicySession(ABC):
@@ -50,6 +69,16 @@ class PolicySession(ABC):
         stop: StopFn | None = None,
     ) -> list[Sample]:
         """``n`` continuations of the assistant text (``stop=None``: up to the end of the turn)."""
+
+    def sample_many(self, requests: Sequence[SampleRequest], *, temperature: float) -> list[list[Sample]]:
+        """Samples for several requests; a local model decodes them all in one batch (see `CausalLM.sample_many`).
+
+        This default answers them one by one, for policies that cannot batch.
+        """
+        return [
+            self.sample(r.text, r.n, temperature=temperature, max_new_tokens=r.max_new_tokens, stop=r.stop)
+            for r in requests
+        ]
 
 
 class Policy(ABC):

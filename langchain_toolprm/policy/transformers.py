@@ -15,9 +15,9 @@ from langchain_toolprm.formats import (
     detect_format,
     get_format,
 )
-from langchain_toolprm.lm import CausalLM, PrefixCache, Sample, StopFn, Usage
+from langchain_toolprm.lm import CausalLM, Draw, PrefixCache, Sample, StopFn, Usage
 from langchain_toolprm.messages import ChatMessage
-from langchain_toolprm.policy.base import Policy, PolicySession
+from langchain_toolprm.policy.base import Policy, PolicySession, SampleRequest
 from langchain_toolprm.tools import ToolSpec
 
 __all__ = ["TransformersPolicy"]
@@ -163,3 +163,7 @@ class TransformersSession(PolicySession):
         return self.lm.sample(self.cache.get(assistant_text), n, temperature=temperature,
                               max_new_tokens=max_new_tokens, stop=stop, usage=self.usage,
                               generator=self.generator)
+
+    def sample_many(self, requests: Sequence[SampleRequest], *, temperature: float) -> list[list[Sample]]:
+        draws = [Draw(self.cache.get(r.text), r.n, r.max_new_tokens, r.stop) for r in requests]
+        return self.lm.sample_many(draws, temperature=temperature, usage=self.usage, generator=self.generator)

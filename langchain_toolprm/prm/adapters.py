@@ -2,8 +2,9 @@
 
 `toolprm train` saves a LoRA adapter of a few MB that names its base by the reference it was trained
 from (for example the packaged ``smollm2-135m-instruct``), so loading it needs no hub: the base comes
-through `load_causal_lm` and the adapter is merged into it (``merge_and_unload``), so scoring runs at
-the base model's speed with no PEFT code on the hot path.
+through `load_causal_lm` and the adapter is merged into it (``merge_and_unload``, or a plain sum of
+the LoRA products where ``peft`` is not installed), so scoring runs at the base model's speed with no
+PEFT code on the hot path.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langchain_toolprm.prm.prompt import PROMPT_VERSION
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model"]
+__all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "merge_lora", "prm_meta"]
 
 DEFAULT_PRM = "default"
 """The reference that names the PRM packaged with the library."""
@@ -55,21 +58,68 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
 
     Raises:
         FileNotFoundError: ``"default"`` was asked and no packaged PRM is installed.
-        ImportError: An adapter was given and ``peft`` is not installed.
+        ValueError: The PRM was trained on another prompt format than this version writes.
+        ValueError: The adapter is not a plain LoRA adapter and ``peft`` is not installed.
 
     """
     from langchain_toolprm.models import load_causal_lm
 
     folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
+    meta = prm_meta(folder)
+    if meta.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
+        raise ValueError(
+            f"The PRM in {folder} was trained on prompt format {meta['prompt_version']!r}, this version of "
+            f"langchain-toolprm writes {PROMPT_VERSION!r}: its scores would be meaningless. Retrain it "
+            "(`toolprm train`) or install the version it was trained with."
+        )
     if not is_adapter(folder):
         return load_causal_lm(str(ref), **load_kwargs)
-    from peft import PeftModel
-
     adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-    meta_file = folder / META_FILE
-    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     base = meta.get("base") or adapter["base_model_name_or_path"]
     model, tokenizer = load_causal_lm(base, **load_kwargs)
-    model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    try:
+        from peft import PeftModel
+    except ImportError:
+        merge_lora(model, folder, adapter)
+    else:
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     model.eval()
     return model, tokenizer
+
+
+def prm_meta(folder: str | Path) -> dict[str, Any]:
+    """What `toolprm train` recorded beside a PRM (base, objective, prompt version, timing); empty if none."""
+    meta_file = Path(folder) / META_FILE
+    if not meta_file.is_file():
+        return {}
+    return json.loads(meta_file.read_text(encoding="utf-8"))
+
+
+def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
+    """Merge a plain LoRA adapter into ``model`` in place, without ``peft``: ``W += (alpha / r) B A``.
+
+    The packaged PRM must load where only the inference extras are installed; a plain LoRA (no DoRA,
+    no rank or alpha patterns, no extra trained modules) needs nothing more than this sum.
+
+    Raises:
+        ValueError: The adapter uses a LoRA variant this merge does not know.
+
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    unsupported = [k for k in ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "use_rslora")
+                   if adapter.get(k)]
+    if adapter.get("peft_type", "LORA") != "LORA" or unsupported:
+        raise ValueError(f"Install peft to load this adapter (it uses {unsupported or adapter.get('peft_type')}).")
+    scale = float(adapter["lora_alpha"]) / float(adapter["r"])
+    weights = load_file(str(folder / "adapter_model.safetensors"))
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for key, a in weights.items():
+            if ".lora_A." not in key:
+                continue
+            b = weights[key.replace(".lora_A.", ".lora_B.")]
+            path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+            layer = modules[path]
+            layer.weight += (scale * b.float() @ a.float()).to(layer.weight.dtype)

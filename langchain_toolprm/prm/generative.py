@@ -8,6 +8,7 @@ from typing import Any
 from langchain_toolprm.grammar import Action, GrammarState
 from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
 from langchain_toolprm.messages import ChatMessage
+from langchain_toolprm.prm.adapters import DEFAULT_PRM, load_prm_model
 from langchain_toolprm.prm.base import PRM, Path, PRMSession
 from langchain_toolprm.prm.prompt import (
     LABEL_NEGATIVE,
@@ -45,9 +46,19 @@ class GenerativePRM(PRM):
         self.label_ids: list[int] = [int(i) for i in ids if i is not None]
 
     @classmethod
-    def from_pretrained(cls, ref: str, **load_kwargs: Any) -> GenerativePRM:
-        """Load from a hub id, a local folder (a full model or a LoRA adapter), a GGUF file or a packaged name."""
-        return cls(CausalLM.from_pretrained(ref, **load_kwargs))
+    def from_pretrained(cls, ref: str = DEFAULT_PRM, **load_kwargs: Any) -> GenerativePRM:
+        """Load a PRM by reference, with no hub needed for the packaged one.
+
+        ``ref`` is ``"default"`` (the packaged PRM), a `toolprm train` output (LoRA adapter or full model),
+        a hub id, a GGUF file or a packaged name.
+
+        Raises:
+            ValueError: The PRM was trained on another prompt format than this version writes.
+
+        """
+        model, tokenizer = load_prm_model(ref, **load_kwargs)
+        name = "toolprm-default" if str(ref) == DEFAULT_PRM else str(ref)
+        return cls(CausalLM(model, tokenizer, name=name))
 
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
         usage = Usage()

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag, canonical_json
-from langchain_toolprm.lm import logsumexp
+from langchain_toolprm.lm import Sample, logsumexp
 from langchain_toolprm.messages import ChatMessage
-from langchain_toolprm.policy.base import PolicySession
+from langchain_toolprm.policy.base import PolicySession, SampleRequest
 from langchain_toolprm.prm.base import PRMSession
 from langchain_toolprm.search.config import Aggregation, SearchConfig
 from langchain_toolprm.search.results import Alternative, Cost, TraceNode
@@ -89,18 +89,30 @@ class SearchContext:
     def propose(self, states: Sequence[GrammarState], width: int, temperature: float) -> list[list[Proposal]]:
         """Up to ``width`` proposals per state, best first by the policy's log-probability.
 
-        Enumerated decisions of all states share one forward pass; free values are sampled per state.
+        Enumerated decisions of all states share one forward pass; free values of all states are
+        sampled in one decoding batch.
+        """
+        return self.propose_with(states, width, temperature)[0]
+
+    def propose_with(self, states: Sequence[GrammarState], width: int, temperature: float,
+                     extra: Sequence[SampleRequest] = ()) -> tuple[list[list[Proposal]], list[list[Sample]]]:
+        """`propose`, with ``extra`` sample requests decoded in the same batch as the values.
+
+        Rollouts use it to sample whole answers alongside the branch values, for the price of one.
+
+        Returns:
+            The proposals per state, and the samples per extra request.
+
         """
         decisions = [self.grammar.decision(s) for s in states]
         enumerated = self._enumerate([(s, d.actions) for s, d in zip(states, decisions, strict=True) if not d.free])
+        free = [(i, s, d.value_schema or {}) for i, (s, d) in enumerate(zip(states, decisions, strict=True)) if d.free]
+        values, extra_samples = self._sample_values(free, width, temperature, extra)
         out = []
-        for state, decision in zip(states, decisions, strict=True):
-            if decision.free:
-                found = self._sample_values(state, decision.value_schema or {}, width, temperature)
-            else:
-                found = enumerated.pop(0)
+        for i in range(len(states)):
+            found = values.pop(i) if i in values else enumerated.pop(0)
             out.append(sorted(found, key=lambda p: -p.logprob)[:width])
-        return out
+        return out, extra_samples
 
     def _enumerate(self, groups: list[tuple[GrammarState, Sequence[Action]]]) -> list[list[Proposal]]:
         """Log-probabilities of every enumerated action, all groups in one request to the policy."""
@@ -129,26 +141,50 @@ class SearchContext:
         return _Plan(actions, items, calls=calls, finish=finish, first_call=index == 0)
 
 
-    def _sample_values(self, state: GrammarState, schema: dict[str, Any], width: int, temperature: float
-                       ) -> list[Proposal]:
-        spec = self.grammar.spec(state.function or "")
+    def _sample_values(self, free: list[tuple[int, GrammarState, dict[str, Any]]], width: int, temperature: float,
+                       extra: Sequence[SampleRequest]) -> tuple[dict[int, list[Proposal]], list[list[Sample]]]:
+        """Sampled, read, validated and de-duplicated values per free state (keyed by its index).
+
+        A state whose samples are all invalid gets one more batch at temperature 1 or more, where a
+        too-confident model may find a value that fits the schema.
+        """
+        found: dict[int, list[Proposal]] = {}
+        extra_samples: list[list[Sample]] = [[] for _ in extra]
         n = 1 if temperature == 0 else width
-        for attempt_temperature in (temperature, max(temperature, 1.0)):
-            samples = self.policy.sample(self.text(state), n, temperature=attempt_temperature,
-                                         max_new_tokens=self.config.max_value_tokens, stop=value_end)
-            by_value: dict[str, dict[tuple[int, ...], float]] = {}
-            for sample in samples:
-                ok, value = read_value(sample.text.strip(), schema) if sample.finished else (False, None)
-                if not ok or not spec.value_is_valid(state.param or "", value):
-                    self.invalid_values += 1
-                    continue
-                action = Action.set_value(value)
-                by_value.setdefault(action.value_json or "", {})[sample.token_ids] = sample.logprob
-            if by_value:
-                return [Proposal(Action(StepTag.ARG_VALUE, value_json=v), logsumexp(list(seqs.values())))
-                        for v, seqs in by_value.items()]
-            n = max(n, width)
-        return []
+        pending = free
+        for attempt, attempt_temperature in enumerate((temperature, max(temperature, 1.0))):
+            if not pending and (attempt or not extra):
+                break
+            requests = [SampleRequest(self.text(state), n, self.config.max_value_tokens, value_end)
+                        for _, state, _ in pending]
+            riders = list(extra) if attempt == 0 else []
+            batches = self.policy.sample_many(requests + riders, temperature=attempt_temperature)
+            if riders:
+                extra_samples = batches[len(requests):]
+            retry = []
+            for (index, state, schema), samples in zip(pending, batches, strict=False):
+                proposals = self._read_values(state, schema, samples)
+                if proposals:
+                    found[index] = proposals
+                else:
+                    retry.append((index, state, schema))
+            pending, n = retry, max(n, width)
+        for index, *_ in pending:
+            found[index] = []
+        return found, extra_samples
+
+    def _read_values(self, state: GrammarState, schema: dict[str, Any], samples: Sequence[Sample]) -> list[Proposal]:
+        spec = self.grammar.spec(state.function or "")
+        by_value: dict[str, dict[tuple[int, ...], float]] = {}
+        for sample in samples:
+            ok, value = read_value(sample.text.strip(), schema) if sample.finished else (False, None)
+            if not ok or not spec.value_is_valid(state.param or "", value):
+                self.invalid_values += 1
+                continue
+            action = Action.set_value(value)
+            by_value.setdefault(action.value_json or "", {})[sample.token_ids] = sample.logprob
+        return [Proposal(Action(StepTag.ARG_VALUE, value_json=v), logsumexp(list(seqs.values())))
+                for v, seqs in by_value.items()]
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, path: Path, state: GrammarState, actions: Sequence[Action]) -> list[float | None]:
