@@ -36,6 +36,21 @@ def test_prm_overrules_the_policy():
     assert wrong_value.calls[0]["arguments"]["city"] == "zzz"
 
 
+def test_beam_stops_once_a_finished_answer_cannot_be_overtaken():
+    """Under min aggregation a finished beam at 0.9 beats every beam already below it: no more rounds."""
+    rounds: list[int] = []
+    config = SearchConfig(num_beams=2, beam_width=4, aggregation="min")
+    settled = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_weather"),
+                         config=config, on_step=lambda round_, nodes: rounds.append(round_))
+    assert settled.calls == TARGET and settled.finished
+    # "mean" can rise again, so the same search runs to the end of every beam
+    rounds_mean: list[int] = []
+    run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_weather"),
+               config=config.model_copy(update={"aggregation": "mean"}),
+               on_step=lambda round_, nodes: rounds_mean.append(round_))
+    assert len(rounds) < len(rounds_mean)
+
+
 def test_greedy_follows_the_policy_without_prm():
     result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"),
                         config=SearchConfig(strategy="greedy"))

@@ -66,6 +66,20 @@ def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], ro
                         format=ctx.policy.format.name, partial=partial)
 
 
+def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
+    """Whether no active beam can still overtake the best finished one.
+
+    Under ``min`` and ``prod`` a path's score never rises as it grows, and its log-probability (the
+    tie-break) never does either; so once the best finished beam ranks at or above every active one,
+    further rounds would only spend compute (a PRM that likes "one more call" would otherwise let the
+    beams run to the call limit).
+    """
+    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod"):
+        return False
+    best = max(_key(ctx, b) for b in finished)
+    return all(_key(ctx, b) <= best for b in active)
+
+
 def _score(ctx: SearchContext, beam: Beam) -> float | None:
     return aggregate(beam.scores, ctx.config.aggregation) if ctx.prm is not None else None
 
@@ -85,7 +99,7 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         active = [_force(ctx, b) for b in active]
         finished += [b for b in active if b.state.done]
         active = [b for b in active if not b.state.done]
-        if not active:
+        if not active or _settled(ctx, finished, active):
             break
         last = active
         proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature)
