@@ -49,3 +49,21 @@ def test_sampling_baselines(policy, cases, strategy):
                         config=SearchConfig(strategy=strategy, num_samples=2, max_new_tokens=96))
     assert result.strategy == strategy and result.cost.policy_tokens > 0
     assert result.trace.children
+
+
+def test_beam_with_the_packaged_trained_prm(policy, cases):
+    """The default PRM loads with no hub (SmolLM2 base from PyPI + the committed adapter) and steers a beam."""
+    from langchain_toolprm.loading import load_prm
+    from langchain_toolprm.prm.generative import GenerativePRM
+
+    prm = load_prm("default")
+    assert isinstance(prm, GenerativePRM)
+    case = cases[0]
+    result = run_search(case.messages, case.functions, policy=policy, prm=prm,
+                        config=SearchConfig(strategy="beam", num_beams=2, beam_width=4))
+    assert result.finished and result.cost.prm_tokens > 0 and result.cost.prm_candidates > 0
+    scores = [n.score for n in result.trace.walk() if n.score is not None]
+    assert scores and all(0.0 < s < 1.0 for s in scores)
+    specs = {s.name: s for s in to_tool_specs(case.functions)}
+    for call in result.calls:
+        assert specs[call["name"]].argument_errors(call["arguments"]) == []

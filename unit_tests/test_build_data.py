@@ -175,7 +175,8 @@ def test_build_rules_only(bfcl_dir: Path, tmp_path: Path) -> None:
     assert tags["FUNC_NAME"]["negative"] > 0 and tags["TOTAL_FINISH"]["positive"] > 0
     steps = stats["splits"]["train"]["steps"]
     assert steps["total"] == steps["positive"] + steps["negative"] > 0
-    assert "| train |" in format_table(stats)
+    table = format_table(stats)
+    assert "| train |" in table and "| trajectories: reference |" in table and "| queries: rules |" in table
     lines = (out / "rollouts.jsonl").read_text().count("\n")
     again = build_dataset(config, progress=False)  # resumes: nothing redone
     assert (out / "rollouts.jsonl").read_text().count("\n") == lines

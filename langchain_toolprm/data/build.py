@@ -207,7 +207,7 @@ def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_table(stats: dict[str, Any]) -> str:
-    """The Table 1 analogue as Markdown: steps and trajectories per split, then steps per tag."""
+    """The Table 1 analogue as Markdown: steps and trajectories per split, steps per tag, and their sources."""
     lines = [
         "| split | queries | steps + | steps - | steps total | trajectories + | trajectories - | trajectories total "
         "| answers + | answers - |",
@@ -230,6 +230,13 @@ def format_table(stats: dict[str, Any]) -> str:
             t = stats["splits"].get(split, {}).get("tags", {}).get(tag.value, {})
             row += [str(t.get("positive", 0)), str(t.get("negative", 0))]
         lines.append("| " + " | ".join(row) + " |")
+    # Where the data came from: which queries got a policy, and which trajectories it proposed.
+    splits = [stats["splits"].get(split, {}) for split in ("train", "test")]
+    lines += ["", "| queries by rollout mode / trajectories by origin | train | test |", "|---|---:|---:|"]
+    for field, prefix in (("modes", "queries: "), ("origins", "trajectories: ")):
+        keys = sorted({k for s in splits for k in s.get(field, {})})
+        lines += [f"| {prefix}{k} | " + " | ".join(str(s.get(field, {}).get(k, 0)) for s in splits) + " |"
+                  for k in keys]
     return "\n".join(lines)
 
 
