@@ -5,9 +5,10 @@ docs can be regenerated from the committed results at any time:
 
     python benchmarks/tables.py benchmarks/results/simple_python benchmarks/results/other_categories
 
-``--common`` keeps, in every row, only the cases that every run of the folder has finished, so a
-run stopped early (a costly baseline measured on a prefix of the cases) is still compared with the
-others on the same cases.
+``--common`` keeps, in every row, only the cases that every run of every listed folder has finished,
+so a run stopped early (a costly baseline measured on a prefix of the cases) is still compared with the
+others on the same cases, also across folders (runs with another PRM or aggregation live in their own
+folder).
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ def main() -> None:
     parser.add_argument("--common", action="store_true", help="only the cases every run has finished")
     parser.add_argument("--runs", nargs="+", help="only these runs (default: every run of the folder)")
     args = parser.parse_args()
+    shared: set[str] | None = None
+    if args.common:
+        finished = [{line["id"] for line in lines}
+                    for folder in args.results for lines in load_results(folder, args.runs).values()]
+        shared = set.intersection(*finished)
     for folder in args.results:
         manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
         case_ids = None
-        if args.common:
+        if shared is not None:
             results = load_results(folder, args.runs)
-            shared = set.intersection(*({line["id"] for line in lines} for lines in results.values()))
             case_ids = [line["id"] for line in next(iter(results.values())) if line["id"] in shared]
         summary = summarize(folder, runs=args.runs, case_ids=case_ids)
         config = manifest["config"]

@@ -11,6 +11,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import get_args
+
+from langchain_toolprm.search.config import Aggregation, SearchConfig
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -59,7 +62,8 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     search = parser.add_argument_group("search settings")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--temperature", type=float, default=0.8)
-    search.add_argument("--aggregation", default="min", choices=["last", "min", "prod", "mean"])
+    search.add_argument("--aggregation", default=SearchConfig.model_fields["aggregation"].default,
+                        choices=list(get_args(Aggregation)))
     search.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--output", "-o", default="toolprm-eval",
                         help="result folder (re-running with the same folder resumes)")
@@ -174,6 +178,8 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
                           help="policy alternatives per decision of the reference path")
     rollouts.add_argument("--temperature", type=float, default=0.8)
     rollouts.add_argument("--max-new-tokens", type=int, default=96, help="token limit of a complete sample")
+    rollouts.add_argument("--rollout-batch", type=int, default=8, metavar="N",
+                          help="queries whose policy rollouts decode in one batch (1: one query at a time)")
     rollouts.add_argument("--max-prompt-tokens", type=int, default=1536,
                           help="longer policy prompts get rule branches only")
     rollouts.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
@@ -202,7 +208,8 @@ def _build_data(args: argparse.Namespace) -> int:
         limit=args.limit, policies=policies, time_budgets_s=budgets, threads=args.threads,
         rollout=RolloutConfig(samples=args.samples, temperature=args.temperature, branch_width=args.branch_width,
                               max_new_tokens=args.max_new_tokens, seed=args.seed),
-        max_prompt_tokens=args.max_prompt_tokens, mask_ratio=args.mask_ratio, equivalence=args.equivalence,
+        rollout_batch=args.rollout_batch, max_prompt_tokens=args.max_prompt_tokens, mask_ratio=args.mask_ratio,
+        equivalence=args.equivalence,
         test_fraction=args.test_fraction, seed=args.seed, **fields,
     )
     stats = build_dataset(config, progress=not args.no_progress)
@@ -303,6 +310,13 @@ def _eval_prm(args: argparse.Namespace) -> int:
     for r in results:
         print(f"| {r.model} | {r.loss:.4f} | {r.step_accuracy:.4f} | {r.trajectory_accuracy:.4f} "
               f"| {r.ranking_accuracy:.4f} |")
+    hows = list(first.selection_accuracy)
+    print(f"\nAnswer selection by aggregation ({first.selection_groups} queries with right and wrong answers)")
+    print("| model | " + " | ".join(hows) + " |")
+    print("|---|" + "---:|" * len(hows))
+    print("| random pick | " + " | ".join(f"{first.random_selection_accuracy:.4f}" for _ in hows) + " |")
+    for r in results:
+        print(f"| {r.model} | " + " | ".join(f"{r.selection_accuracy[h]:.4f}" for h in hows) + " |")
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump([r.model_dump() for r in results], handle, indent=2)

@@ -96,6 +96,9 @@ class Draw:
         n: How many samples (rows).
         max_new_tokens: Token limit per sample.
         stop: Decides when a sample's text is finished; the end-of-turn token always stops.
+        generator: Random source of this draw's rows (``None``: the one passed to `sample_many`). Draws of
+            different searches decoded together keep their own sources, so each search's samples do not
+            depend on what they were batched with.
 
     """
 
@@ -103,6 +106,7 @@ class Draw:
     n: int
     max_new_tokens: int = 64
     stop: StopFn | None = None
+    generator: torch.Generator | None = None
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -360,7 +364,7 @@ class CausalLM:
             draws: What to sample: a prefix, how many rows, their token limit and stop function.
             temperature: 0 for greedy decoding.
             usage: Where to count the compute.
-            generator: Random source, for reproducible searches.
+            generator: Random source, for reproducible searches (for draws without their own).
 
         Returns:
             Per draw, its samples in row order.
@@ -371,6 +375,7 @@ class CausalLM:
         if not owners:
             return [[] for _ in draws]
         lengths = [len(draws[d].base.ids) for d in owners]
+        sources = [draws[d].generator or generator for d in owners]
         with self._lock:
             cache, mask = self._batch_cache(draws)
             logits = self._logits(torch.stack([draws[d].base.last_hidden for d in owners]))
@@ -382,7 +387,7 @@ class CausalLM:
                 step_logprobs = torch.log_softmax(logits, dim=-1)
                 if temperature > 0:
                     probs = torch.softmax(logits / temperature, dim=-1)
-                    chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+                    chosen = self._multinomial(probs, [sources[row] for row in active])
                 else:
                     chosen = step_logprobs.argmax(dim=-1)
                 keep: list[int] = []
@@ -410,6 +415,24 @@ class CausalLM:
                     positions = torch.tensor([[lengths[row] + step] for row in active])
                 logits = self._logits(self._hidden(chosen[:, None], cache, usage, mask, positions)[:, -1])
         return self._by_draw(draws, owners, tokens, logprob, results)
+
+    def _multinomial(self, probs: torch.Tensor, sources: list[torch.Generator | None]) -> torch.Tensor:
+        """One token per row, the rows of each random source drawn together in row order.
+
+        A source's rows are then drawn exactly as if they were decoded without the others: the same
+        stream, consumed in the same order.
+        """
+        torch = self._torch
+        groups: dict[int, list[int]] = {}
+        for slot, source in enumerate(sources):
+            groups.setdefault(id(source), []).append(slot)
+        if len(groups) == 1:
+            return torch.multinomial(probs, 1, generator=sources[0]).squeeze(1)
+        chosen = torch.empty(len(sources), dtype=torch.long, device=probs.device)
+        for slots in groups.values():
+            index = torch.tensor(slots, device=probs.device)
+            chosen[index] = torch.multinomial(probs[index], 1, generator=sources[slots[0]]).squeeze(1)
+        return chosen
 
     def _batch_cache(self, draws: Sequence[Draw]) -> tuple[Any, torch.Tensor | None]:
         """One cache holding every row's prefix, left-padded to the longest; the mask where they differ."""

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,8 @@ from langchain_toolprm.data.rollouts import Trajectory, labelled_length
 from langchain_toolprm.grammar import Action, Grammar, StepTag
 from langchain_toolprm.prm.adapters import DEFAULT_PRM, META_FILE, default_prm_path, load_prm_model, prm_meta
 from langchain_toolprm.prm.prompt import LABEL_NEGATIVE, LABEL_POSITIVE, PROMPT_VERSION, render_context, step_text
+from langchain_toolprm.search.config import Aggregation
+from langchain_toolprm.search.engine import aggregate
 from langchain_toolprm.tools import to_tool_specs
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ __all__ = [
     "EvalResult",
     "Packed",
     "TrainConfig",
+    "answer_selection",
     "default_prm_path",
     "evaluate_prm",
     "load_prm_model",
@@ -562,6 +565,12 @@ class EvalResult(BaseModel):
     ``ranking_accuracy`` is what a beam search needs most: among the labelled candidate steps of one
     state that has both right and wrong ones, how often the best-scored candidate is a right one
     (``random_ranking_accuracy``: the same for a random pick).
+
+    ``selection_accuracy`` is what the search's final ranking needs: among the complete answers of one
+    query that has both right and wrong ones, how often the best answer by each aggregation of step
+    scores is a right one. Answers differ in length ("no call" is one step, a call six or more), so
+    this is where aggregations part; it lets the search's aggregation be chosen on held-out PRM data
+    rather than on evaluation cases.
     """
 
     model: str
@@ -576,6 +585,9 @@ class EvalResult(BaseModel):
     ranking_groups: int = 0
     ranking_accuracy: float = 0.0
     random_ranking_accuracy: float = 0.0
+    selection_groups: int = 0
+    selection_accuracy: dict[str, float] = Field(default_factory=dict)
+    random_selection_accuracy: float = 0.0
     per_tag: dict[str, dict[str, float]]
     aggregation: str
     seconds: float
@@ -596,6 +608,23 @@ def _iter_scores(model: Any, data: Sequence[Packed], plus_id: int, minus_id: int
         for packed in data:
             logits = _label_logits(model, packed, device)[:, [plus_id, minus_id]]
             yield packed, torch.softmax(logits, dim=-1)[:, 0].tolist()
+
+
+def answer_selection(answers: Sequence[tuple[Sequence[float], bool]]) -> dict[str, bool] | None:
+    """Whether the best answer by each aggregation is a right one, as the search's final ranking picks.
+
+    Args:
+        answers: One query's complete answers: their step scores and whether the answer is right.
+
+    Returns:
+        Per aggregation, whether its pick is right; ``None`` when the answers are all right or all
+        wrong (no choice to judge).
+
+    """
+    right = sum(correct for _, correct in answers)
+    if not 0 < right < len(answers):
+        return None
+    return {how: max(answers, key=lambda a, how=how: aggregate(a[0], how))[1] for how in get_args(Aggregation)}
 
 
 def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test", aggregation: str | None = None,
@@ -628,6 +657,9 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     tags: dict[str, list[int]] = {}
     rank_hits = rank_groups = 0
     rank_chance = 0.0
+    select_hits = dict.fromkeys(get_args(Aggregation), 0)
+    select_groups = 0
+    select_chance = 0.0
     iterator = _iter_scores(model, packed_set, plus_id, minus_id, device)
     if progress:
         from tqdm.auto import tqdm
@@ -662,6 +694,14 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
             traj_hits += verdict == correct
             traj_total += 1
             traj_pos += correct
+        answers = [([scores[n] for n in nodes], correct) for nodes, complete, correct in packed.trajectories
+                   if complete]
+        picks = answer_selection(answers)
+        if picks is not None:
+            select_groups += 1
+            select_chance += sum(correct for _, correct in answers) / len(answers)
+            for how, hit in picks.items():
+                select_hits[how] += hit
     return EvalResult(
         model=str(model_ref),
         queries=len(packed_set),
@@ -675,6 +715,9 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
         ranking_groups=rank_groups,
         ranking_accuracy=rank_hits / max(1, rank_groups),
         random_ranking_accuracy=rank_chance / max(1, rank_groups),
+        selection_groups=select_groups,
+        selection_accuracy={how: hits / max(1, select_groups) for how, hits in select_hits.items()},
+        random_selection_accuracy=select_chance / max(1, select_groups),
         per_tag={tag: {"accuracy": hits / max(1, n), "steps": n} for tag, (hits, n) in sorted(tags.items())},
         aggregation=aggregation,
         seconds=round(time.perf_counter() - started, 1),

@@ -16,6 +16,7 @@ from langchain_toolprm.data.rollouts import (
     actions_from_calls,
     complete_along_reference,
     policy_trajectories,
+    policy_trajectories_many,
     prepare,
 )
 from langchain_toolprm.data.sources import (
@@ -204,6 +205,145 @@ def test_build_with_a_policy(bfcl_dir: Path, tiny_model_dir: Path, tmp_path: Pat
     stats = build_dataset(config, progress=False)
     modes = Counter(stats["splits"]["train"]["modes"]) + Counter(stats["splits"]["test"]["modes"])
     assert modes == {f"policy:{tiny_model_dir}": 2}
+
+
+class _DecodeSpy:
+    """Wraps ``sample_many`` of a `CausalLM`: per call, how many prompts (queries) its rows continue,
+    and per prompt, every sample drawn for it in order."""
+
+    def __init__(self, sample_many: Any):
+        self.sample_many = sample_many
+        self.prompts_per_call: list[int] = []
+        self.samples: dict[str, list[tuple[int, ...]]] = {}
+
+    def __call__(self, draws: Any, **kwargs: Any) -> Any:
+        self.prompts_per_call.append(len({draw.base.root for draw in draws}))
+        out = self.sample_many(draws, **kwargs)
+        for draw, samples in zip(draws, out, strict=True):
+            self.samples.setdefault(draw.base.root, []).extend(s.token_ids for s in samples)
+        return out
+
+
+def test_batched_rollouts_match_one_by_one(bfcl_dir: Path, tiny_policy: Any, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    """Queries decoded together draw and label exactly what each draws alone, and one decode serves them all."""
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"], limit=4)
+    ready = [prepare(example) for example in examples]
+    assert all(r is not None for r in ready)
+    config = RolloutConfig(samples=2, max_new_tokens=16, branch_width=2, max_value_tokens=8)
+    seeds = [11, 12, 13, 14]
+    alone_spy = _DecodeSpy(tiny_policy.lm.sample_many)
+    monkeypatch.setattr(tiny_policy.lm, "sample_many", alone_spy)
+    alone = [policy_trajectories(tiny_policy, r, config, seed) for r, seed in zip(ready, seeds, strict=True)]
+    together_spy = _DecodeSpy(alone_spy.sample_many)
+    monkeypatch.setattr(tiny_policy.lm, "sample_many", together_spy)
+    together = policy_trajectories_many(tiny_policy, ready, config, seeds)
+    assert set(alone_spy.prompts_per_call) == {1}
+    assert together_spy.prompts_per_call[0] == 4  # the first round's values and answers of all four queries
+    assert together_spy.samples == alone_spy.samples and len(set(map(tuple, alone_spy.samples.values()))) == 4
+    assert [[t.to_json() for t in ts] for ts in together] == [[t.to_json() for t in ts] for ts in alone]
+    assert {t.origin for ts in alone for t in ts} >= {"reference", "branch"}
+
+
+def test_batched_rollouts_give_each_query_its_own_samples(bfcl_dir: Path, tiny_policy: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a decode that writes each row's own city, every query of a batch labels its own answers and values."""
+    from langchain_toolprm.lm import Sample
+
+    def scripted(draws: Any, **kwargs: Any) -> list[list[Sample]]:
+        out = []
+        for draw in draws:
+            city = next(c for c in CITIES if f"Weather in {c}?" in draw.base.root)
+            answer = f'<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}\n</tool_call>'
+            text = f'"{city} {len(draw.base.tail)}"' if draw.stop is not None else answer
+            out.append([Sample(text, (row,), -1.0, True) for row in range(draw.n)])
+        return out
+
+    spy = _DecodeSpy(scripted)
+    monkeypatch.setattr(tiny_policy.lm, "sample_many", spy)
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"], limit=5)
+    ready = [prepare(example) for example in examples]
+    config = RolloutConfig(samples=2, max_new_tokens=16, branch_width=2, max_value_tokens=8)
+    together = policy_trajectories_many(tiny_policy, ready, config, [0] * 5)
+    assert spy.prompts_per_call == [5]
+    for city, trajectories in zip(CITIES, together, strict=False):
+        assert isinstance(trajectories, list)
+        (answer,) = [t for t in trajectories if t.origin == "sample"]
+        assert answer.correct  # its own city: a misrouted answer names another one and is wrong
+        values = [t.actions[-1].value for t in trajectories if t.origin == "branch"
+                  and t.actions[-1].tag is StepTag.ARG_VALUE and t.actions[-2].name == "city"]
+        assert values and all(v.startswith(f"{city} ") for v in values)
+    alone = [policy_trajectories(tiny_policy, r, config, 0) for r in ready]
+    assert [[t.to_json() for t in ts] for ts in together] == [[t.to_json() for t in ts] for ts in alone]
+
+
+def test_a_failed_rollout_costs_only_its_query(bfcl_dir: Path, tiny_policy: Any, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"], limit=3)
+    ready = [prepare(example) for example in examples]
+    session = tiny_policy.session
+
+    def failing(messages: Any, specs: Any, **kwargs: Any) -> Any:
+        if "Rome" in messages[-1]["content"]:
+            raise RuntimeError("no session for Rome")
+        return session(messages, specs, **kwargs)
+
+    monkeypatch.setattr(tiny_policy, "session", failing)
+    config = RolloutConfig(samples=1, max_new_tokens=8, branch_width=2, max_value_tokens=6)
+    results = policy_trajectories_many(tiny_policy, ready, config, [0, 1, 2])
+    assert isinstance(results[1], RuntimeError)
+    assert all(isinstance(r, list) and r[0].origin == "reference" for r in (results[0], results[2]))
+    monkeypatch.setattr(tiny_policy, "sample_across", lambda *a, **k: (_ for _ in ()).throw(MemoryError("decode")))
+    results = policy_trajectories_many(tiny_policy, ready, config, [0, 1, 2])
+    assert [type(r) for r in results] == [MemoryError, RuntimeError, MemoryError]
+
+
+def _rollout_records(out: Path) -> list[dict[str, Any]]:
+    lines = (out / "rollouts.jsonl").read_text().splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda record: record["id"])
+
+
+def test_build_batches_policy_rollouts(bfcl_dir: Path, tiny_model_dir: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Batched builds write the records of one-by-one builds; a failed query alone falls back to rules."""
+    from langchain_toolprm.lm import CausalLM
+
+    rollout = RolloutConfig(samples=1, max_new_tokens=8, branch_width=2, max_value_tokens=6)
+    common = {"bfcl_dir": bfcl_dir, "bfcl_categories": ["live_simple"], "limit": 4, "policies": [str(tiny_model_dir)],
+              "time_budgets_s": [None], "compose_parallel": 0, "rollout": rollout}
+    roots: list[int] = []
+    sample_many = CausalLM.sample_many
+
+    def spy(self: CausalLM, draws: Any, **kwargs: Any) -> Any:
+        roots.append(len({draw.base.root for draw in draws}))
+        return sample_many(self, draws, **kwargs)
+
+    monkeypatch.setattr(CausalLM, "sample_many", spy)
+    one = build_dataset(BuildConfig(out=tmp_path / "one", rollout_batch=1, **common), progress=False)
+    assert set(roots) == {1}
+    roots.clear()
+    batched = build_dataset(BuildConfig(out=tmp_path / "batched", rollout_batch=3, **common), progress=False)
+    assert max(roots) == 3  # batches of 3 then 1
+    assert _rollout_records(tmp_path / "batched") == _rollout_records(tmp_path / "one")
+    assert batched["splits"] == one["splits"]
+    assert {r["mode"] for r in _rollout_records(tmp_path / "one")} == {f"policy:{tiny_model_dir}"}
+
+    from langchain_toolprm.policy.transformers import TransformersPolicy
+
+    session = TransformersPolicy.session
+
+    def failing(self: Any, messages: Any, specs: Any, **kwargs: Any) -> Any:
+        if "Rome" in messages[-1]["content"]:
+            raise RuntimeError("no session for Rome")
+        return session(self, messages, specs, **kwargs)
+
+    monkeypatch.setattr(TransformersPolicy, "session", failing)
+    with caplog.at_level("ERROR", logger="langchain_toolprm.data.build"):
+        build_dataset(BuildConfig(out=tmp_path / "failed", rollout_batch=4, **common), progress=False)
+    modes = {r["id"]: r["mode"] for r in _rollout_records(tmp_path / "failed")}
+    rome = "live_simple_1-0-0"
+    assert modes.pop(rome) == "rules" and set(modes.values()) == {f"policy:{tiny_model_dir}"} and len(modes) == 3
+    assert f"Rollout failed on {rome}" in caplog.text
 
 
 def test_value_perturbations_are_valid_and_labelled(bfcl_dir: Path) -> None:

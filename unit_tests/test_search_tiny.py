@@ -77,6 +77,21 @@ def test_sample_many_pads_prefixes_of_different_lengths(lm):
             assert len(sample.token_ids) <= draw.max_new_tokens
 
 
+def test_sample_many_keeps_each_draws_random_source(lm):
+    """Draws with their own generators, sampled together, draw what each draws alone with the same seed."""
+    first = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    second = lm.prefix("<|im_start|>user\nwhat is 12 times 7?<|im_end|>\n<|im_start|>assistant\n")
+
+    def draws():
+        return [Draw(first, 3, 8, generator=torch.Generator().manual_seed(1)),
+                Draw(second, 2, 12, generator=torch.Generator().manual_seed(2))]
+
+    together = lm.sample_many(draws(), temperature=1.5)
+    alone = [lm.sample_many([draw], temperature=1.5)[0] for draw in draws()]
+    assert [[s.token_ids for s in samples] for samples in together] == \
+        [[s.token_ids for s in samples] for samples in alone]
+
+
 @pytest.mark.parametrize("strategy", ["beam", "greedy", "unconstrained", "best_of_n", "majority"])
 def test_every_strategy_runs_on_a_real_model(tiny_policy, strategy):
     config = SearchConfig(strategy=strategy, num_beams=2, beam_width=3, num_samples=3, max_new_tokens=24,

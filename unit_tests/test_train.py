@@ -16,6 +16,7 @@ from langchain_toolprm.tools import to_tool_specs
 from langchain_toolprm.train import (
     TrainConfig,
     _label_logits,
+    answer_selection,
     evaluate_prm,
     label_token_ids,
     load_queries,
@@ -132,7 +133,19 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert 0.0 <= result.step_accuracy <= 1.0 and 0.0 <= result.always_positive_step_accuracy <= 1.0
     assert result.aggregation == "min"
     assert result.ranking_groups > 0 and 0.0 <= result.ranking_accuracy <= 1.0
+    assert result.selection_groups > 0 and set(result.selection_accuracy) == {"last", "min", "prod", "mean"}
+    assert 0.0 < result.random_selection_accuracy < 1.0
+    assert all(0.0 <= v <= 1.0 for v in result.selection_accuracy.values())
     assert set(result.per_tag) <= {t.value for t in StepTag}
+
+
+def test_answer_selection_judges_each_aggregation_on_answers_of_different_lengths() -> None:
+    no_call = ([0.6], False)  # one step: a wrong "no call"
+    call = ([0.9, 0.5, 0.95, 0.9], True)  # a right call with one doubtful step
+    picks = answer_selection([no_call, call])
+    assert picks == {"last": True, "min": False, "prod": False, "mean": True}
+    assert answer_selection([call, ([0.2], True)]) is None  # nothing to choose between
+    assert answer_selection([no_call]) is None
 
 
 def test_outcome_model_and_full_fine_tuning(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:

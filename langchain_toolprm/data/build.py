@@ -3,7 +3,8 @@
 The build is resumable: every query's labelled trajectories are appended to ``rollouts.jsonl`` as soon
 as they exist (unmasked, so a masking change needs no new rollouts), and a restarted build skips the
 queries already there. Policy time is bounded by ``time_budget_s``: queries left when it is spent get
-rule branches only, and the statistics say how many got which.
+rule branches only, and the statistics say how many got which. The policy rollouts of ``rollout_batch``
+queries decode together (`policy_trajectories_many`), which buys more policy queries per second.
 
 Output folder:
 
@@ -35,7 +36,7 @@ from langchain_toolprm.data.rollouts import (
     RolloutConfig,
     Trajectory,
     labelled_length,
-    policy_trajectories,
+    policy_trajectories_many,
     prepare,
     rule_trajectories,
 )
@@ -88,6 +89,7 @@ class BuildConfig(BaseModel):
         description="Policy seconds per policy (None: no limit); queries left after the last get rules only.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     threads: int | None = Field(None, ge=1, description="torch threads; 1 is fastest on a CPU shared with others.")
+    rollout_batch: int = Field(8, ge=1, description="Queries whose policy rollouts decode together (CPU time).")
     max_prompt_tokens: int = Field(1536, ge=16, description="Longer policy prompts get rule branches (cost).")
     mask_ratio: float = Field(1.0, ge=0.0, le=1.0, description="Fraction of queries with masked names.")
     equivalence: bool = Field(False, description="Label values by BFCL acceptable-value rules, not exact match.")
@@ -299,39 +301,44 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> dict[str, An
 
         bar = tqdm(total=len(order), initial=len(order) - len(todo), desc="rollouts", unit="query")
     with raw_path.open("a", encoding="utf-8") as raw:
-        for ready in todo:
-            example = ready.example
-            query_rng = random.Random(f"{config.seed}:{example.id}")
-            trajectories, mode = None, "rules"
-            for name, budget in tiers if not example.irrelevant else []:
-                if budget is not None and spent.get(name, 0.0) >= budget:
-                    continue
-                policy = loaded.get(name) or loaded.setdefault(name, _load_policy(name))
-                if _prompt_tokens(policy, ready) > config.max_prompt_tokens:
-                    break
-                tick = time.perf_counter()
-                try:
-                    trajectories = policy_trajectories(policy, ready, config.rollout, seed=query_rng.randrange(2**31))
-                except Exception:  # a policy failure costs one query's branches, not the build
-                    logger.exception("Rollout failed on %s; rule branches only", example.id)
-                    trajectories = None
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - tick
-                if trajectories is not None:
-                    # Rule alternatives the policy did not propose are added too: labels are free, and
-                    # every option of a closed-set decision is one a wider search may meet.
-                    trajectories = _merge(trajectories, rule_trajectories(ready, config.rollout, query_rng))
-                    mode = f"policy:{name}"
-                break
-            if trajectories is None:
-                trajectories = rule_trajectories(ready, config.rollout, query_rng)
-            record = {"id": example.id, "mode": mode, "trajectories": [t.to_json() for t in trajectories]}
-            raw.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+        def record(ready: Prepared, trajectories: list[Trajectory], mode: str) -> None:
+            item = {"id": ready.example.id, "mode": mode, "trajectories": [t.to_json() for t in trajectories]}
+            raw.write(json.dumps(item, ensure_ascii=False) + "\n")
             raw.flush()
-            done[example.id] = record
+            done[ready.example.id] = item
             progress_path.write_text(json.dumps({"policy_seconds": spent}))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(policy_s=int(sum(spent.values())), mode=mode.split(":")[-1][:12])
+
+        def roll_out(name: str, queries: list[Prepared]) -> None:
+            tick = time.perf_counter()
+            found = _policy_rollouts(loaded[name], name, queries, config)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - tick
+            for ready, (trajectories, mode) in zip(queries, found, strict=True):
+                record(ready, trajectories, mode)
+
+        # Policy queries wait in a batch until it is full (their rollouts decode together); budgets are
+        # checked per query, so a policy's last batch may overrun its budget by up to a batch.
+        batch: list[Prepared] = []
+        batch_policy = ""
+        for ready in todo:
+            name = None if ready.example.irrelevant else _policy_with_budget(tiers, spent)
+            if name is not None:
+                policy = loaded.get(name) or loaded.setdefault(name, _load_policy(name))
+                if _prompt_tokens(policy, ready) > config.max_prompt_tokens:
+                    name = None
+            if name is None:
+                record(ready, rule_trajectories(ready, config.rollout, _query_rng(config, ready)), "rules")
+                continue
+            batch.append(ready)
+            batch_policy = name  # the same for the whole batch: budgets change only when it runs
+            if len(batch) >= config.rollout_batch:
+                roll_out(batch_policy, batch)
+                batch = []
+        if batch:
+            roll_out(batch_policy, batch)
     if bar is not None:
         bar.close()
     stats = _finalize(config, prepared, done, out)
@@ -343,6 +350,38 @@ def build_dataset(config: BuildConfig, *, progress: bool = True) -> dict[str, An
     (out / "stats.json").write_text(json.dumps(stats, indent=2), encoding="utf-8")
     (out / "stats.md").write_text(format_table(stats) + "\n", encoding="utf-8")
     return stats
+
+
+def _query_rng(config: BuildConfig, ready: Prepared) -> random.Random:
+    """A query's own random source: its rollout seed and rule branches do not depend on the build order."""
+    return random.Random(f"{config.seed}:{ready.example.id}")
+
+
+def _policy_with_budget(tiers: Sequence[tuple[str, float | None]], spent: dict[str, float]) -> str | None:
+    """The first policy whose time budget is not spent, or ``None`` (rule branches only)."""
+    return next((name for name, budget in tiers if budget is None or spent.get(name, 0.0) < budget), None)
+
+
+def _policy_rollouts(policy: Any, name: str, batch: list[Prepared], config: BuildConfig
+                     ) -> list[tuple[list[Trajectory], str]]:
+    """Trajectories and rollout mode per query of a batch whose policy rollouts decode together.
+
+    A query whose rollout fails gets rule branches only (and the failure is logged): a policy failure
+    costs those queries' branches, not the build.
+    """
+    rngs = [_query_rng(config, ready) for ready in batch]
+    seeds = [rng.randrange(2**31) for rng in rngs]
+    results = policy_trajectories_many(policy, batch, config.rollout, seeds)
+    out = []
+    for ready, rng, result in zip(batch, rngs, results, strict=True):
+        if isinstance(result, Exception):
+            logger.error("Rollout failed on %s; rule branches only", ready.example.id, exc_info=result)
+            out.append((rule_trajectories(ready, config.rollout, rng), "rules"))
+        else:
+            # Rule alternatives the policy did not propose are added too: labels are free, and every
+            # option of a closed-set decision is one a wider search may meet.
+            out.append((_merge(result, rule_trajectories(ready, config.rollout, rng)), f"policy:{name}"))
+    return out
 
 
 def _load_policy(name: str) -> Any:

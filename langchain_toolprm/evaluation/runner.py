@@ -50,6 +50,7 @@ from langchain_toolprm.evaluation.readers import (
     load_bfcl,
     load_records,
 )
+from langchain_toolprm.search.config import Aggregation, SearchConfig
 
 if TYPE_CHECKING:
     from langchain_toolprm.policy.base import Policy
@@ -143,7 +144,7 @@ class EvalConfig(BaseModel):
     samples: list[int] | None = None
     seed: int = 0
     temperature: float = Field(0.8, ge=0.0)
-    aggregation: Literal["last", "min", "prod", "mean"] = "min"
+    aggregation: Aggregation = SearchConfig.model_fields["aggregation"].default
     max_calls: int = Field(8, ge=1)
     max_value_tokens: int = Field(64, ge=1)
     max_new_tokens: int = Field(256, ge=1)
@@ -235,8 +236,6 @@ class RunSpec:
 
     def search_config(self, config: EvalConfig) -> Any:
         """The engine's `SearchConfig` for this run."""
-        from langchain_toolprm.search.config import SearchConfig
-
         budget: dict[str, int] = {}
         if self.num_beams is not None:
             budget |= {"num_beams": self.num_beams, "beam_width": self.beam_width or 1}

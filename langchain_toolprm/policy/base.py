@@ -90,3 +90,22 @@ class Policy(ABC):
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], *, seed: int | None = None
                 ) -> PolicySession:
         """Render and encode the prompt for one conversation with its tools."""
+
+    def sample_across(self, requests: Sequence[tuple[PolicySession, SampleRequest]], *, temperature: float
+                      ) -> list[list[Sample]]:
+        """Samples for requests of several sessions of this policy (several conversations), in request order.
+
+        Data builds run many short searches; a local model decodes all their requests in one batch
+        (`TransformersPolicy`). This default asks each session for its own requests, one
+        `PolicySession.sample_many` call per session.
+        """
+        by_session: dict[int, list[int]] = {}
+        for i, (session, _) in enumerate(requests):
+            by_session.setdefault(id(session), []).append(i)
+        out: list[list[Sample]] = [[] for _ in requests]
+        for members in by_session.values():
+            session = requests[members[0]][0]
+            samples = session.sample_many([requests[i][1] for i in members], temperature=temperature)
+            for i, found in zip(members, samples, strict=True):
+                out[i] = found
+        return out

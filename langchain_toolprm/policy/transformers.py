@@ -129,6 +129,26 @@ class TransformersPolicy(Policy):
         return TransformersSession(self.lm, prompt, PrefixCache(self.lm, prefix, usage), fmt, self.native_format,
                                    usage, seed)
 
+    def sample_across(self, requests: Sequence[tuple[PolicySession, SampleRequest]], *, temperature: float
+                      ) -> list[list[Sample]]:
+        """All requests of several sessions in one decoding batch, each row on its session's prompt.
+
+        A decoding step reads the weights once whatever its rows, so its cost grows far slower than
+        its rows (on one CPU thread, 16 rows cost about 4 times 1 row). Rows keep their session's
+        random generator (`Draw`), so a session's samples are the ones it would draw alone. The shared
+        decoding is counted in the first session's usage: the sessions' usages still add up to the
+        compute spent.
+        """
+        if not requests:
+            return []
+        draws = []
+        for session, request in requests:
+            if not isinstance(session, TransformersSession) or session.lm is not self.lm:
+                raise TypeError("sample_across takes sessions of this policy only.")
+            draws.append(Draw(session.cache.get(request.text), request.n, request.max_new_tokens, request.stop,
+                              session.generator))
+        return self.lm.sample_many(draws, temperature=temperature, usage=requests[0][0].usage)
+
 
 class TransformersSession(PolicySession):
     """A prompt encoded once on a local model; every call feeds only the assistant text after it."""

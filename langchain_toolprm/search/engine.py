@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag, canonical_json
 from langchain_toolprm.lm import Sample, logsumexp
@@ -24,10 +24,15 @@ from langchain_toolprm.search.results import Alternative, Cost, TraceNode
 from langchain_toolprm.search.values import read_value, value_end
 from langchain_toolprm.tools import ToolSpec
 
-__all__ = ["Path", "Proposal", "SearchContext", "StepListener", "aggregate"]
+__all__ = ["Path", "Proposal", "SampleRounds", "SearchContext", "StepListener", "aggregate", "run_rounds"]
 
 Path = tuple[tuple[GrammarState, Action], ...]
 StepListener = Callable[[int, list[TraceNode]], None]
+T = TypeVar("T")
+SampleRound = tuple[list[SampleRequest], float]
+#: A computation that yields batches of sample requests (with their temperature), takes their samples
+#: back, and returns its result; whoever drives it decides how the requests are decoded.
+SampleRounds = Generator[SampleRound, list[list[Sample]], T]
 """Called after each search round with the round number and the nodes it explored (kept or pruned)."""
 
 
@@ -104,10 +109,21 @@ class SearchContext:
             The proposals per state, and the samples per extra request.
 
         """
+        return run_rounds(self.propose_rounds(states, width, temperature, extra), self.policy.sample_many)
+
+    def propose_rounds(self, states: Sequence[GrammarState], width: int, temperature: float,
+                       extra: Sequence[SampleRequest] = ()
+                       ) -> SampleRounds[tuple[list[list[Proposal]], list[list[Sample]]]]:
+        """`propose_with` as a coroutine that hands its decoding out.
+
+        It yields each batch of sample requests with its temperature and takes their samples back, so
+        a caller running many searches (a data build) can decode the requests of all of them in one
+        batch (`Policy.sample_across`); `run_rounds` drives it alone.
+        """
         decisions = [self.grammar.decision(s) for s in states]
         enumerated = self._enumerate([(s, d.actions) for s, d in zip(states, decisions, strict=True) if not d.free])
         free = [(i, s, d.value_schema or {}) for i, (s, d) in enumerate(zip(states, decisions, strict=True)) if d.free]
-        values, extra_samples = self._sample_values(free, width, temperature, extra)
+        values, extra_samples = yield from self._sample_values(free, width, temperature, extra)
         out = []
         for i in range(len(states)):
             found = values.pop(i) if i in values else enumerated.pop(0)
@@ -142,7 +158,8 @@ class SearchContext:
 
 
     def _sample_values(self, free: list[tuple[int, GrammarState, dict[str, Any]]], width: int, temperature: float,
-                       extra: Sequence[SampleRequest]) -> tuple[dict[int, list[Proposal]], list[list[Sample]]]:
+                       extra: Sequence[SampleRequest]
+                       ) -> SampleRounds[tuple[dict[int, list[Proposal]], list[list[Sample]]]]:
         """Sampled, read, validated and de-duplicated values per free state (keyed by its index).
 
         A state whose samples are all invalid gets one more batch at temperature 1 or more, where a
@@ -158,7 +175,7 @@ class SearchContext:
             requests = [SampleRequest(self.text(state), n, self.config.max_value_tokens, value_end)
                         for _, state, _ in pending]
             riders = list(extra) if attempt == 0 else []
-            batches = self.policy.sample_many(requests + riders, temperature=attempt_temperature)
+            batches = yield requests + riders, attempt_temperature
             if riders:
                 extra_samples = batches[len(requests):]
             retry = []
@@ -210,6 +227,16 @@ class SearchContext:
         """The counters so far."""
         return Cost.of(self.policy.usage, self.prm.usage if self.prm else None, self.prm_candidates,
                        time.perf_counter() - self.started)
+
+
+def run_rounds(rounds: SampleRounds[T], sample_many: Callable[..., list[list[Sample]]]) -> T:
+    """Drive a `SampleRounds` computation alone: each batch goes to ``sample_many(requests, temperature=t)``."""
+    try:
+        requests, temperature = next(rounds)
+        while True:
+            requests, temperature = rounds.send(sample_many(requests, temperature=temperature))
+    except StopIteration as done:
+        return done.value
 
 
 def distinct_alternatives(ranked: Sequence[tuple[list[dict[str, Any]], float | None, float | None]],
