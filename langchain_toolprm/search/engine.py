@@ -28,12 +28,12 @@ __all__ = ["Path", "Proposal", "SampleRounds", "SearchContext", "StepListener", 
 
 Path = tuple[tuple[GrammarState, Action], ...]
 StepListener = Callable[[int, list[TraceNode]], None]
+"""Called after each search round with the round number and the nodes it explored (kept or pruned)."""
 T = TypeVar("T")
 SampleRound = tuple[list[SampleRequest], float]
-#: A computation that yields batches of sample requests (with their temperature), takes their samples
-#: back, and returns its result; whoever drives it decides how the requests are decoded.
 SampleRounds = Generator[SampleRound, list[list[Sample]], T]
-"""Called after each search round with the round number and the nodes it explored (kept or pruned)."""
+"""A computation that yields batches of sample requests (with their temperature), takes their samples
+back, and returns its result; whoever drives it decides how the requests are decoded."""
 
 
 @dataclass(frozen=True)
