@@ -117,6 +117,53 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def _reserve(cache: Any, room: int) -> Any:
+    """Give every plain layer of a `DynamicCache` room for ``room`` more tokens, written in place.
+
+    A `DynamicLayer` concatenates at every decoding step: a copy of every row's whole cache per token,
+    which on a CPU is most of a many-row decode (rows x prompt length x layers, each step). Decoding
+    knows its token limit up front, so the room is reserved once; feeding more than ``room`` raises.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+            super().__init__()
+            batch, heads, length, _ = keys.shape
+            self._keys = keys.new_empty(batch, heads, length + room, keys.shape[-1])
+            self._values = values.new_empty(batch, heads, length + room, values.shape[-1])
+            self._keys[:, :, :length] = keys
+            self._values[:, :, :length] = values
+            self._length = length
+            self.device, self.is_initialized = keys.device, True
+            self._view()
+
+        def _view(self) -> None:
+            self.keys = self._keys[:, :, : self._length]
+            self.values = self._values[:, :, : self._length]
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+            end = self._length + key_states.shape[-2]
+            if end > self._keys.shape[-2]:
+                raise RuntimeError(f"Cache room for {room} tokens exceeded.")
+            self._keys[:, :, self._length : end] = key_states
+            self._values[:, :, self._length : end] = value_states
+            self._length = end
+            self._view()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self._view()
+
+    cache.layers = [
+        ReservedLayer(layer.keys, layer.values) if type(layer) is DynamicLayer and layer.is_initialized else layer
+        for layer in cache.layers
+    ]
+    return cache
+
+
 class CausalLM:
     """A transformers causal LM and its tokenizer, with batched scoring and sampling on cached prefixes.
 
@@ -299,6 +346,95 @@ class CausalLM:
             out[owner].append(value)
         return out
 
+    def tree_logprobs(self, base: Prefix, items: Sequence[tuple[str, str]], usage: Usage | None = None,
+                      max_nodes: int = 1024) -> list[list[float]]:
+        """`token_logprobs` for continuations of many different tails, in one forward pass.
+
+        The search's enumerated decisions come from many states at once (every state of a reference
+        path in a data rollout, every beam in a search round), and each state's text differs. Fed as
+        a batch per state, that is two passes per state, each copying the cache for every row. Here
+        the token sequences past ``base`` form a prefix tree fed as one row: a tree attention mask
+        lets each token see the cached prefix and its own ancestors, at the position it has on its
+        own path, so every shared token is computed once and the cache is never copied per row.
+
+        Args:
+            base: A cached prefix of the same root; the part of it that the items share is reused.
+            items: ``(tail, continuation)`` pairs; each text is ``root + tail + continuation``,
+                tokenised whole after the root.
+            usage: Where to count the compute.
+            max_nodes: Most tree tokens per forward pass; larger trees are split between items.
+
+        Returns:
+            Per item, the log-probabilities of the tokens that ``root + tail`` does not fix: the
+            continuation's own, plus the last token of the tail if the continuation re-tokenises it.
+
+        """
+        root_ids = base.ids[: base.root_len]
+        tail_ids = {tail: root_ids + self.encode(tail) for tail, _ in items}
+        fulls = [root_ids + self.encode(tail + continuation) for tail, continuation in items]
+        starts = [min(_common_prefix(full, tail_ids[tail]), len(full) - 1) for full, (tail, _) in zip(
+            fulls, items, strict=True)]
+        out: list[list[float]] = [[] for _ in items]
+        group: list[int] = []
+        tokens = 0
+        for i, full in enumerate(fulls):
+            if group and tokens + len(full) - base.root_len > max_nodes:
+                self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage)
+                group, tokens = [], 0
+            group.append(i)
+            tokens += len(full) - base.root_len
+        if group:
+            self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage)
+        return out
+
+    def _tree_pass(self, base: Prefix, rows: list[tuple[list[int], int]], out: list[list[float]],
+                   owners: list[int], usage: Usage | None) -> None:
+        """One forward pass of `tree_logprobs`: rows as a prefix tree after the cached part of ``base``."""
+        torch = self._torch
+        cut = max(min(min(_common_prefix(full, base.ids), start) for full, start in rows) - 1, 0)
+        children: dict[tuple[int, int], int] = {}
+        parents: list[int] = []
+        node_tokens: list[int] = []
+        depths: list[int] = []
+        paths: list[list[int]] = []  # per row, the node of each position from ``cut`` on
+        for full, _ in rows:
+            parent, path = -1, []
+            for token in full[cut:]:
+                node = children.get((parent, token))
+                if node is None:
+                    node = children[(parent, token)] = len(node_tokens)
+                    node_tokens.append(token)
+                    parents.append(parent)
+                    depths.append(0 if parent < 0 else depths[parent] + 1)
+                path.append(node)
+                parent = node
+            paths.append(path)
+        n = len(node_tokens)
+        allowed = torch.zeros(n, cut + n, dtype=torch.bool)
+        allowed[:, :cut] = True
+        for node, parent in enumerate(parents):  # parents come before their children
+            if parent >= 0:
+                allowed[node] = allowed[parent]
+            allowed[node, cut + node] = True
+        mask = torch.zeros(1, 1, n, cut + n)
+        mask.masked_fill_(~allowed[None, None], torch.finfo(mask.dtype).min)
+        positions = torch.tensor([[cut + d for d in depths]])
+        with self._lock:
+            hidden = self._hidden(torch.tensor([node_tokens]), self._cache(base.kv, cut, 1), usage, mask, positions)
+        reads: dict[int, int] = {}  # node -> row of the logits below
+        wanted: list[list[tuple[int, int]]] = []
+        for (full, start), path in zip(rows, paths, strict=True):
+            wanted.append([(path[p - 1 - cut], full[p]) for p in range(max(start, cut + 1), len(full))])
+            for node, _ in wanted[-1]:
+                reads.setdefault(node, len(reads))
+        if not reads:
+            return
+        logprobs = torch.log_softmax(self._logits(hidden[0, torch.tensor(list(reads))]), dim=-1)
+        for owner, pairs in zip(owners, wanted, strict=True):
+            if pairs:
+                rows_idx = torch.tensor([reads[node] for node, _ in pairs])
+                out[owner] = logprobs[rows_idx, torch.tensor([t for _, t in pairs])].tolist()
+
     def next_token_logits(self, base: Prefix, texts: Sequence[str], token_ids: Sequence[int],
                           usage: Usage | None = None) -> torch.Tensor:
         """Logits of ``token_ids`` right after ``base.tail + text`` for each text, in one batch.
@@ -376,22 +512,26 @@ class CausalLM:
             return [[] for _ in draws]
         lengths = [len(draws[d].base.ids) for d in owners]
         sources = [draws[d].generator or generator for d in owners]
+        longest = max(draws[d].max_new_tokens for d in owners)
         with self._lock:
             cache, mask = self._batch_cache(draws)
+            cache = _reserve(cache, longest)
             logits = self._logits(torch.stack([draws[d].base.last_hidden for d in owners]))
             tokens: list[list[int]] = [[] for _ in owners]
             logprob = [0.0] * len(owners)
             results: list[Sample | None] = [None] * len(owners)
-            active = list(range(len(owners)))
-            for step in range(max(draws[d].max_new_tokens for d in owners)):
+            slots = list(range(len(owners)))  # the row in each batch slot; finished rows ride along
+            running = slots  # the slots whose rows still decode
+            for step in range(longest):
                 step_logprobs = torch.log_softmax(logits, dim=-1)
-                if temperature > 0:
-                    probs = torch.softmax(logits / temperature, dim=-1)
-                    chosen = self._multinomial(probs, [sources[row] for row in active])
-                else:
-                    chosen = step_logprobs.argmax(dim=-1)
+                chosen = step_logprobs.argmax(dim=-1)
+                if temperature > 0:  # draw for running rows only: a row's random stream is its own
+                    index = torch.tensor(running)
+                    probs = torch.softmax(logits[index] / temperature, dim=-1)
+                    chosen[index] = self._multinomial(probs, [sources[slots[slot]] for slot in running])
                 keep: list[int] = []
-                for slot, row in enumerate(active):
+                for slot in running:
+                    row = slots[slot]
                     token = int(chosen[slot])
                     tokens[row].append(token)
                     logprob[row] += float(step_logprobs[slot, token])
@@ -403,16 +543,20 @@ class CausalLM:
                         keep.append(slot)
                 if not keep:
                     break
-                if len(keep) < len(active):
+                # Dropping finished rows copies the whole cache: done once a quarter of the batch has
+                # finished, not at every finish; until then finished rows decode unread.
+                if len(keep) <= 3 * len(slots) // 4:
                     index = torch.tensor(keep)
                     cache.batch_select_indices(index)
                     chosen = chosen[index]
                     mask = mask[index] if mask is not None else None
-                    active = [active[slot] for slot in keep]
+                    slots = [slots[slot] for slot in keep]
+                    keep = list(range(len(slots)))
+                running = keep
                 positions = None
                 if mask is not None:
-                    mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-                    positions = torch.tensor([[lengths[row] + step] for row in active])
+                    mask = torch.cat([mask, mask.new_ones((len(slots), 1))], dim=1)
+                    positions = torch.tensor([[lengths[row] + step] for row in slots])
                 logits = self._logits(self._hidden(chosen[:, None], cache, usage, mask, positions)[:, -1])
         return self._by_draw(draws, owners, tokens, logprob, results)
 

@@ -49,6 +49,29 @@ def test_cached_scoring_matches_full_forward(lm):
     assert torch.allclose(longer.last_hidden, fresh.last_hidden, atol=1e-5)
 
 
+def test_tree_scoring_matches_full_forward(lm):
+    """Continuations of several tails in one tree pass give the numbers of one full forward each."""
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    head = '<tool_call>\n{"name": "get_weather", "arguments": {'
+    items = [("", "<tool_call>"), ("", "Hello"), (head, '"city": "Paris"'), (head, "}}"),
+             (head + '"city": "Paris", ', '"unit": "c"'), (head + '"city": "Paris"', ", "), (head, '"unit": "c"')]
+    for max_nodes in (1024, 12):  # one pass, and a tree split between items
+        usage = Usage()
+        got = lm.tree_logprobs(root, items, usage, max_nodes=max_nodes)
+        assert usage.forwards == 1 or max_nodes < 1024
+        for (tail, cont), lps in zip(items, got, strict=True):
+            full = lm.encode(tail + cont)
+            expected = full_logprobs(lm, root.ids, full)
+            assert lps, (tail, cont)
+            assert lps == pytest.approx(expected[len(expected) - len(lps):], abs=1e-4)
+    # from a cached prefix the items share, as the policy session calls it
+    base = PrefixCache(lm, root, Usage()).get(head)
+    tree = lm.tree_logprobs(base, items[2:4])
+    batched = lm.token_logprobs(base, ['"city": "Paris"', "}}"])
+    for a, b in zip(tree, batched, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
 def test_greedy_sampling_matches_argmax(lm):
     root = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     (sample,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=5)

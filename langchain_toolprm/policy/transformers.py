@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -166,17 +167,12 @@ class TransformersSession(PolicySession):
         self.generator = torch.Generator(device=lm.device).manual_seed(seed) if seed is not None else None
 
     def token_logprobs(self, items: Sequence[tuple[str, str]]) -> list[list[float]]:
-        # One batch per distinct assistant text, each on its own cached prefix: rows then differ only
-        # in their few continuation tokens.
-        groups: dict[str, list[int]] = {}
-        for i, (text, _) in enumerate(items):
-            groups.setdefault(text, []).append(i)
-        out: list[list[float]] = [[] for _ in items]
-        for text, members in groups.items():
-            scored = self.lm.token_logprobs(self.cache.get(text), [items[i][1] for i in members], self.usage)
-            for i, logprobs in zip(members, scored, strict=True):
-                out[i] = logprobs
-        return out
+        # All items in one tree pass after the longest text they share (the prompt alone when a
+        # rollout scores every state of a reference path).
+        if not items:
+            return []
+        base = self.cache.get(os.path.commonprefix([text for text, _ in items]))  # noqa: RUF071 (text, not paths)
+        return self.lm.tree_logprobs(base, items, self.usage)
 
     def sample(self, assistant_text: str, n: int, *, temperature: float, max_new_tokens: int,
                stop: StopFn | None = None) -> list[Sample]:
