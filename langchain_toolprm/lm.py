@@ -301,54 +301,21 @@ class CausalLM:
             hidden = self._hidden(self._torch.tensor([ids[start:]]), cache, usage)
         return Prefix(base.root, tail, ids, base.root_len, self._kv_of(cache), hidden[0, -1])
 
-    def _rows(self, base: Prefix, texts: Sequence[str]) -> tuple[list[list[int]], list[int], int]:
-        """Full token ids of ``base.tail + text`` per text, where each departs from ``base``, and the cut."""
-        root_ids = base.ids[: base.root_len]
-        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
-        starts = [min(_common_prefix(full, base.ids), len(full) - 1) for full in fulls]
-        return fulls, starts, max(min(starts) - 1, 0)
-
-    def _run_rows(self, base: Prefix, rows: list[list[int]], cut: int, usage: Usage | None) -> torch.Tensor:
-        width = max(len(row) for row in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = self._torch.tensor([row + [pad] * (width - len(row)) for row in rows])
-        with self._lock:
-            return self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
-
     # -- scoring --------------------------------------------------------------------------------
     def token_logprobs(self, base: Prefix, continuations: Sequence[str], usage: Usage | None = None
                        ) -> list[list[float]]:
-        """Log-probabilities of each continuation's tokens after ``base``, all in one batch.
+        """Log-probabilities of each continuation's tokens after ``base``, in one pass (`tree_logprobs`).
 
         Returns:
             Per continuation, the log-probabilities of the tokens that ``base`` does not fix: the
             continuation's own, plus the last token of the tail if the continuation re-tokenises it.
 
         """
-        torch = self._torch
-        fulls, starts, cut = self._rows(base, continuations)
-        rows = [full[cut:] for full in fulls]
-        hidden = self._run_rows(base, rows, cut, usage)
-        index, targets, owners = [], [], []
-        for b, (row, start) in enumerate(zip(rows, starts, strict=True)):
-            for pos in range(max(start - cut, 1), len(row)):
-                index.append((b, pos - 1))
-                targets.append(row[pos])
-                owners.append(b)
-        out: list[list[float]] = [[] for _ in rows]
-        if not index:
-            return out
-        rows_idx = torch.tensor([i for i, _ in index])
-        pos_idx = torch.tensor([p for _, p in index])
-        logprobs = torch.log_softmax(self._logits(hidden[rows_idx, pos_idx]), dim=-1)
-        picked = logprobs[torch.arange(len(targets)), torch.tensor(targets)].tolist()
-        for owner, value in zip(owners, picked, strict=True):
-            out[owner].append(value)
-        return out
+        return self.tree_logprobs(base, [(base.tail, continuation) for continuation in continuations], usage)
 
     def tree_logprobs(self, base: Prefix, items: Sequence[tuple[str, str]], usage: Usage | None = None,
                       max_nodes: int = 1024) -> list[list[float]]:
-        """`token_logprobs` for continuations of many different tails, in one forward pass.
+        """Log-probabilities of continuations of many different tails, in one forward pass.
 
         The search's enumerated decisions come from many states at once (every state of a reference
         path in a data rollout, every beam in a search round), and each state's text differs. Fed as
@@ -444,10 +411,15 @@ class CausalLM:
 
         """
         torch = self._torch
-        fulls, _, _ = self._rows(base, texts)
+        root_ids = base.ids[: base.root_len]
+        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
         cut = max(min(min(_common_prefix(f, base.ids), len(f) - 1) for f in fulls), 0)
         rows = [full[cut:] for full in fulls]
-        hidden = self._run_rows(base, rows, cut, usage)
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batch = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+        with self._lock:
+            hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
         last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
         return self._logits(last)[:, list(token_ids)]
 
@@ -521,7 +493,7 @@ class CausalLM:
             logprob = [0.0] * len(owners)
             results: list[Sample | None] = [None] * len(owners)
             slots = list(range(len(owners)))  # the row in each batch slot; finished rows ride along
-            running = slots  # the slots whose rows still decode
+            running = list(range(len(slots)))  # the slots whose rows still decode
             for step in range(longest):
                 step_logprobs = torch.log_softmax(logits, dim=-1)
                 chosen = step_logprobs.argmax(dim=-1)

@@ -21,8 +21,8 @@ class SearchConfig(BaseModel):
 
     ``aggregation`` ranks paths of different lengths against each other: a "no call" answer is one
     step, a call six or more. ``min`` (the default, what the rule PRM's checks mean: one failed check
-    fails the path) can only fall as a path grows, so with a learned PRM it favours short answers: on the PRM
-    test split it picked a right complete answer for 0-2% of the queries, ``mean`` for 33-43%
+    fails the path) can only fall as a path grows, so with the packaged PRM it favours short answers: on
+    two PRM test splits it picked a right complete answer for 2-3% of the queries, ``mean`` for 33-45%
     (`toolprm eval-prm`, "answer selection"). ``mean`` in turn lets a PRM that misjudges the end of
     the list add calls; docs/benchmarks.md has both failure modes on BFCL.
     """
