@@ -50,7 +50,9 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit", type=int, help="at most this many cases per category (the first ones)")
     models = parser.add_argument_group("models")
     models.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct", help="policy model reference")
-    models.add_argument("--prm", default="rules", help="PRM: 'rules' or a model reference (beam, best_of_n)")
+    models.add_argument("--prm", default="default",
+                        help="PRM for beam and best_of_n: 'default' (the packaged trained one), 'rules' "
+                             "or a model reference")
     grid = parser.add_argument_group("strategies and budgets")
     grid.add_argument("--strategies", nargs="+", default=["greedy", "beam"],
                       choices=["unconstrained", "greedy", "beam", "best_of_n", "majority"])
@@ -122,7 +124,9 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--question", "-q", help="what to ask the agent (default: a unit-conversion question)")
     parser.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct",
                         help="policy model: packaged name, folder, .gguf file or hub id")
-    parser.add_argument("--prm", default="rules", help="PRM: 'rules', a model reference, or 'none' (policy only)")
+    parser.add_argument("--prm", default="default",
+                        help="PRM: 'default' (the packaged trained one), 'rules', a model reference, "
+                             "or 'none' (policy only)")
     parser.add_argument("--beams", type=int, default=2, metavar="N", help="beams kept after each step")
     parser.add_argument("--width", type=int, default=4, metavar="M", help="candidates proposed per beam and step")
     parser.add_argument("--max-tool-turns", type=int, default=1,
@@ -220,7 +224,8 @@ def _build_data(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="a build-data folder (or a train JSONL file)")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="build-data folders (or train JSONL files); several are trained on together")
     parser.add_argument("--out", "-o", required=True, help="output folder (re-running resumes its checkpoint)")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="backbone model reference")
     parser.add_argument("--dtype", default="float32", help="weight dtype (bfloat16 on a GPU)")

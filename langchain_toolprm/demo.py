@@ -20,6 +20,8 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
+from langchain_toolprm.prm.adapters import DEFAULT_PRM
+
 __all__ = [
     "DEFAULT_QUESTION",
     "DEMO_TOOLS",
@@ -211,7 +213,8 @@ class DemoSettings:
     Attributes:
         question: The user's question.
         policy: The policy reference.
-        prm: The PRM reference, ``"rules"`` or ``None``.
+        prm: The PRM reference: the packaged trained PRM (``"default"``), ``"rules"``, a trained PRM's
+            folder, or ``None`` (policy log-probabilities only).
         num_beams: N, beams kept per step.
         beam_width: M, candidates per beam and step.
         max_tool_turns: Tool-calling turns before the agent must answer in text.
@@ -222,7 +225,7 @@ class DemoSettings:
 
     question: str = DEFAULT_QUESTION
     policy: str = "qwen2.5-coder-0.5b-instruct"
-    prm: str | None = "rules"
+    prm: str | None = DEFAULT_PRM
     num_beams: int = 2
     beam_width: int = 4
     max_tool_turns: int = 1

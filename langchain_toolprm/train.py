@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from langchain_toolprm.data.rollouts import Trajectory, labelled_length
 from langchain_toolprm.grammar import Action, Grammar, StepTag
@@ -76,7 +76,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: Path = Field(description="A build-data folder (train.jsonl, test.jsonl) or a train JSONL file.")
+    data: list[Path] = Field(
+        min_length=1, description="Build-data folders (train.jsonl, test.jsonl) or train JSONL files; "
+        "several builds train one PRM (a query in two builds counts twice: two maskings, two rollouts).")
     out: Path = Field(description="Output folder: the PRM (adapter or full model) and its checkpoint.")
     base: str = Field("smollm2-135m-instruct", description="Backbone reference (packaged name, folder, hub id).")
     dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
@@ -104,6 +106,11 @@ class TrainConfig(BaseModel):
     save_every: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     threads: int | None = Field(None, ge=1, description="torch threads (CPU).")
     seed: int = 0
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | Path) else value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,12 +423,13 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = _model_for_training(config)
     plus_id, minus_id = label_token_ids(tokenizer)
-    queries = load_queries(config.data, "train")
+    queries = [query for path in config.data for query in load_queries(path, "train")]
     data = _packed_set(queries, tokenizer, config.objective, config.max_context_tokens, config.max_tokens)
     if config.max_queries is not None and len(data) > config.max_queries:
         data = _policy_first(data, config.max_queries, config.seed)
     if not data:
-        raise ValueError(f"No trainable query in {config.data} (all contexts longer than max_context_tokens?).")
+        raise ValueError(f"No trainable query in {', '.join(map(str, config.data))} "
+                         "(all contexts longer than max_context_tokens?).")
     weights = _label_weights(data, config.balance)
     per_epoch = math.ceil(len(data) / config.batch_size)
     total_steps = max(1, math.ceil(per_epoch * config.epochs))

@@ -90,8 +90,8 @@ def test_demo_arguments() -> None:
 
 
 def test_demo_runs_end_to_end(tiny_model_dir: Path, tiny_policy: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--policy", str(tiny_model_dir), "--beams", "1", "--width", "2", "--max-tokens", "4",
-                 "--question", "What is 12 times 7?"])
+    code = main(["demo", "--policy", str(tiny_model_dir), "--prm", "rules", "--beams", "1", "--width", "2",
+                 "--max-tokens", "4", "--question", "What is 12 times 7?"])
     assert code == 0
     out = capsys.readouterr().out
     assert "What is 12 times 7?" in out and "turn 1" in out and "answer" in out

@@ -157,6 +157,10 @@ def test_outcome_model_and_full_fine_tuning(data_dir: Path, tiny_model_dir: Path
     assert (out / "config.json").is_file() and not is_adapter(out)
     result = evaluate_prm(out, data_dir, progress=False)
     assert result.aggregation == "last"
+    # Several builds train one PRM: their train splits are read one after the other.
+    both = TrainConfig(data=[data_dir, data_dir / "train.jsonl"], out=tmp_path / "both", base=str(tiny_model_dir),
+                       objective="outcome", lora=False, max_steps=1, batch_size=2)
+    assert train_prm(both, progress=False)["train_queries"] == 2 * summary["train_queries"]
 
 
 def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) -> None:

@@ -112,7 +112,8 @@ class EvalConfig(BaseModel):
         limit: At most this many cases per category (the first ones), for subsets of stated size.
         output: The folder for prediction files, the manifest and the summary.
         policy: The policy reference (packaged name, hub id, folder, ``.gguf``).
-        prm: The PRM reference (``"rules"``, a model reference); used by ``beam`` and ``best_of_n`` only.
+        prm: The PRM reference (``"default"``, the packaged trained PRM; ``"rules"``; a model reference);
+            used by ``beam`` and ``best_of_n`` only.
         strategies: Strategies to run.
         beams: The N values of the grid (beams kept).
         widths: The M values of the grid (candidates per beam and step).
@@ -137,7 +138,7 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1)
     output: str = "toolprm-eval"
     policy: str = "qwen2.5-coder-0.5b-instruct"
-    prm: str = "rules"
+    prm: str = "default"
     strategies: list[EvalStrategy] = Field(default_factory=lambda: ["greedy", "beam"])
     beams: list[int] = Field(default_factory=lambda: [2])
     widths: list[int] = Field(default_factory=lambda: [4])
