@@ -24,4 +24,6 @@ def test_demo_with_the_default_prm(capsys: pytest.CaptureFixture[str]) -> None:
     assert "PRM default" in out
     # The tool's own output line: the search chose convert_units, with arguments it could run.
     assert "⚙ convert_units → 26.2 mile = 42.1648 kilometer" in out
-    assert "answer" in out and "42" in out.split("answer")[-1]
+    assert "answer" in out and "model turns" in out
+    answer_panel = out.split("answer")[-1].split("model turns")[0]
+    assert "42" in answer_panel

@@ -227,7 +227,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+",
                         help="build-data folders (or train JSONL files); several are trained on together")
     parser.add_argument("--out", "-o", required=True, help="output folder (re-running resumes its checkpoint)")
-    parser.add_argument("--base", default="smollm2-135m-instruct", help="backbone model reference")
+    parser.add_argument("--base", default="qwen2.5-coder-0.5b-instruct", help="backbone model reference")
     parser.add_argument("--dtype", default="float32", help="weight dtype (bfloat16 on a GPU)")
     parser.add_argument("--objective", default="prm", choices=["prm", "coarse", "outcome"],
                         help="prm: every step; coarse: no value labels; outcome: whole-answer label only")

@@ -70,8 +70,9 @@ _LINE_END = "\n"
 class TrainConfig(BaseModel):
     """Settings of one PRM training run (the ``toolprm train`` options).
 
-    The defaults are the CPU recipe (SmolLM2-135M, LoRA, one epoch or a time budget); the paper's
-    recipe is ``base=<3B>, epochs=5, batch_size=1024, lr=1e-3, warmup_ratio=0.008, weight_decay=1e-5``.
+    The defaults are the CPU recipe's backbone and LoRA (Qwen2.5-Coder-0.5B, the packaged default
+    PRM's; one epoch or a time budget); the paper's recipe is ``base=<3B>, epochs=5, batch_size=1024,
+    lr=1e-3, warmup_ratio=0.008, weight_decay=1e-5``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +81,8 @@ class TrainConfig(BaseModel):
         min_length=1, description="Build-data folders (train.jsonl, test.jsonl) or train JSONL files; "
         "several builds train one PRM (a query in two builds counts twice: two maskings, two rollouts).")
     out: Path = Field(description="Output folder: the PRM (adapter or full model) and its checkpoint.")
-    base: str = Field("smollm2-135m-instruct", description="Backbone reference (packaged name, folder, hub id).")
+    base: str = Field("qwen2.5-coder-0.5b-instruct",
+                      description="Backbone reference (packaged name, folder, hub id).")
     dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
     objective: Objective = "prm"
     lora: bool = True

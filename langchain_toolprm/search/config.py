@@ -21,10 +21,11 @@ class SearchConfig(BaseModel):
 
     ``aggregation`` ranks paths of different lengths against each other: a "no call" answer is one
     step, a call six or more. ``min`` (the default, what the rule PRM's checks mean: one failed check
-    fails the path) can only fall as a path grows, so with the packaged PRM it favours short answers: on
-    two PRM test splits it picked a right complete answer for 2-3% of the queries, ``mean`` for 33-45%
-    (`toolprm eval-prm`, "answer selection"). ``mean`` in turn lets a PRM that misjudges the end of
-    the list add calls; docs/benchmarks.md has both failure modes on BFCL.
+    fails the path) can only fall as a path grows, so a weak PRM makes it favour short answers (the
+    first, 135M default picked a right complete answer for 2-3% of held-out queries; the packaged 0.5B
+    one for 60-64%, `toolprm eval-prm`, "answer selection"). ``mean`` picks better on held-out answers
+    (73-77%) but lets the search add calls the PRM does not judge wrong: on BFCL simple_python it ran one
+    case to the call limit. docs/benchmarks.md has both failure modes.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
