@@ -169,7 +169,13 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
                          help="xLAM-form records: files, or hub ids through `datasets`")
     sources.add_argument("--glaive", nargs="+", default=[], metavar="FILE", help="ShareGPT/glaive tool conversations")
     sources.add_argument("--compose-parallel", type=int, default=200, metavar="N",
-                         help="parallel queries composed from two single-call ones")
+                         help="parallel queries composed from single-call ones")
+    sources.add_argument("--max-parts", type=int, default=2, metavar="K",
+                         help="most single-call queries in one composed query")
+    sources.add_argument("--removed-tool", type=int, default=0, metavar="N",
+                         help="irrelevance queries: relevant ones with the tools they call removed")
+    sources.add_argument("--follow-ups", type=int, default=0, metavar="N",
+                         help="conversations continued after the reference calls' tool results")
     sources.add_argument("--limit", type=int, help="at most this many queries per source")
     rollouts = parser.add_argument_group("rollouts")
     rollouts.add_argument("--policy", nargs="*", default=["qwen2.5-coder-0.5b-instruct"], metavar="MODEL",
@@ -209,7 +215,8 @@ def _build_data(args: argparse.Namespace) -> int:
         fields["bfcl_categories"] = args.categories
     config = BuildConfig(
         out=args.out, xlam=args.xlam, glaive=args.glaive, compose_parallel=args.compose_parallel,
-        limit=args.limit, policies=policies, time_budgets_s=budgets, threads=args.threads,
+        max_parts=args.max_parts, removed_tool=args.removed_tool, follow_ups=args.follow_ups, limit=args.limit,
+        policies=policies, time_budgets_s=budgets, threads=args.threads,
         rollout=RolloutConfig(samples=args.samples, temperature=args.temperature, branch_width=args.branch_width,
                               max_new_tokens=args.max_new_tokens, seed=args.seed),
         rollout_batch=args.rollout_batch, max_prompt_tokens=args.max_prompt_tokens, mask_ratio=args.mask_ratio,
@@ -228,6 +235,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build-data folders (or train JSONL files); several are trained on together")
     parser.add_argument("--out", "-o", required=True, help="output folder (re-running resumes its checkpoint)")
     parser.add_argument("--base", default="qwen2.5-coder-0.5b-instruct", help="backbone model reference")
+    parser.add_argument("--init", help="a trained LoRA PRM ('default' or a folder) to train further")
     parser.add_argument("--dtype", default="float32", help="weight dtype (bfloat16 on a GPU)")
     parser.add_argument("--objective", default="prm", choices=["prm", "coarse", "outcome"],
                         help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
@@ -249,6 +257,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-context-tokens", type=int, default=1024)
     limits.add_argument("--max-tokens", type=int, default=1536, help="sequence cap per query")
     limits.add_argument("--max-queries", type=int, help="train on at most N queries (policy rollouts first)")
+    limits.add_argument("--mix-sources", action="store_true",
+                        help="with --max-queries: every source in turn, so small sources are not crowded out")
     limits.add_argument("--max-steps", type=int)
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
     parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
@@ -263,7 +273,8 @@ def _train(args: argparse.Namespace) -> int:
     from langchain_toolprm.train import TrainConfig, train_prm
 
     config = TrainConfig(
-        data=args.data, out=args.out, base=args.base, dtype=args.dtype, objective=args.objective,
+        data=args.data, out=args.out, base=args.base, init=args.init, mix_sources=args.mix_sources,
+        dtype=args.dtype, objective=args.objective,
         lora=not args.no_lora,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,7 +40,7 @@ from langchain_toolprm.data.rollouts import Trajectory, labelled_length
 from langchain_toolprm.grammar import Action, Grammar, StepTag
 from langchain_toolprm.prm.adapters import DEFAULT_PRM, META_FILE, default_prm_path, load_prm_model, prm_meta
 from langchain_toolprm.prm.prompt import LABEL_NEGATIVE, LABEL_POSITIVE, PROMPT_VERSION, render_context, step_text
-from langchain_toolprm.search.config import Aggregation
+from langchain_toolprm.search.config import PATH_AGGREGATIONS
 from langchain_toolprm.search.engine import aggregate
 from langchain_toolprm.tools import to_tool_specs
 
@@ -85,6 +85,12 @@ class TrainConfig(BaseModel):
                       description="Backbone reference (packaged name, folder, hub id).")
     dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
     objective: Objective = "prm"
+    init: str | None = Field(
+        None, description="A trained LoRA PRM ('default' or a folder) to train further instead of a fresh "
+        "adapter; its base, LoRA shape and prompt version are used as they are.")
+    mix_sources: bool = Field(
+        False, description="With max_queries: draw queries from every source in turn (policy rollouts first "
+        "within each), so rare sources (composed, follow-ups) are not crowded out by the large ones.")
     lora: bool = True
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
@@ -144,6 +150,7 @@ class Packed:
         tags: Per node, its step tag.
         trajectories: Per kept trajectory, its node indices, whether it is complete and correct.
         mode: How the query's trajectories were made (``"policy:<name>"`` or ``"rules"``).
+        source: Where the query came from (``"bfcl:live_simple"``, ``"composed"``, ``"follow-up"``...).
 
     """
 
@@ -157,6 +164,7 @@ class Packed:
     tags: list[StepTag]
     trajectories: list[tuple[list[int], bool, bool]]
     mode: str = "rules"
+    source: str = ""
 
     def attention_mask(self) -> torch.Tensor:
         """``[1, 1, L, L]`` additive mask: the context causally, each line its path and itself causally."""
@@ -229,7 +237,8 @@ def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, object
                           key=lambda t: _ORIGIN_ORDER.get(t.origin, 9))
     ids, positions = list(context_ids), list(range(len(context_ids)))
     nodes: dict[tuple[Any, ...], int] = {}
-    packed = Packed(ids, positions, len(context_ids), [], [], [], [], [], [], str(query.get("mode", "rules")))
+    packed = Packed(ids, positions, len(context_ids), [], [], [], [], [], [], str(query.get("mode", "rules")),
+                    str(query.get("source", "")))
     for trajectory, length, targets in _select(trajectories, objective):
         actions = trajectory.actions
         shared = 0
@@ -288,6 +297,8 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
 def _model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
     from langchain_toolprm.models import load_causal_lm
 
+    if config.init is not None:
+        return _init_adapter(config)
     model, tokenizer = load_causal_lm(config.base, dtype=config.dtype)
     model.config.use_cache = False
     if config.lora:
@@ -302,6 +313,33 @@ def _model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBa
                           task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
     return model, tokenizer
+
+
+def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
+    """The base of a trained LoRA PRM with its adapter loaded trainable (continued fine-tuning).
+
+    Raises:
+        ValueError: ``init`` is not a LoRA adapter, names another base than ``base``, or was trained on
+            another prompt version.
+
+    """
+    from peft import PeftModel
+
+    from langchain_toolprm.models import load_causal_lm
+    from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, is_adapter, prm_meta
+
+    folder = default_prm_path() if config.init == DEFAULT_PRM else Path(config.init or "")
+    if not is_adapter(folder):
+        raise ValueError(f"init={config.init!r} is not a LoRA adapter folder (no adapter_config.json in {folder}).")
+    meta = prm_meta(folder)
+    if meta.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
+        raise ValueError(f"init={config.init!r} was trained on prompt format {meta['prompt_version']!r}, "
+                         f"this version writes {PROMPT_VERSION!r}.")
+    if meta.get("base", config.base) != config.base:
+        raise ValueError(f"init={config.init!r} adapts {meta['base']!r}, not base={config.base!r}.")
+    model, tokenizer = load_causal_lm(config.base, dtype=config.dtype)
+    model.config.use_cache = False
+    return PeftModel.from_pretrained(model, str(folder), is_trainable=True), tokenizer
 
 
 def _causal_lm(model: Any) -> Any:
@@ -393,14 +431,25 @@ def _ranking_loss(logits: torch.Tensor, packed: Packed, plus_id: int, minus_id: 
     return total
 
 
-def _policy_first(data: list[Packed], n: int, seed: int) -> list[Packed]:
-    """``n`` queries, those whose negatives came from a policy first (they are what the search meets)."""
+def _policy_first(data: list[Packed], n: int, seed: int, *, by_source: bool = False) -> list[Packed]:
+    """``n`` queries, those whose negatives came from a policy first (they are what the search meets).
+
+    With ``by_source`` the sources take turns, each giving its policy-rollout queries first.
+    """
     rng = random.Random(seed)
-    policy = [p for p in data if p.mode.startswith("policy")]
-    rest = [p for p in data if not p.mode.startswith("policy")]
-    rng.shuffle(policy)
-    rng.shuffle(rest)
-    return (policy + rest)[:n]
+
+    def ordered(items: list[Packed]) -> list[Packed]:
+        policy = [p for p in items if p.mode.startswith("policy")]
+        rest = [p for p in items if not p.mode.startswith("policy")]
+        rng.shuffle(policy)
+        rng.shuffle(rest)
+        return policy + rest
+
+    if not by_source:
+        return ordered(data)[:n]
+    queues = [ordered([p for p in data if p.source == s]) for s in sorted({p.source for p in data})]
+    mixed = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)]
+    return mixed[:n]
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -428,7 +477,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     queries = [query for path in config.data for query in load_queries(path, "train")]
     data = _packed_set(queries, tokenizer, config.objective, config.max_context_tokens, config.max_tokens)
     if config.max_queries is not None and len(data) > config.max_queries:
-        data = _policy_first(data, config.max_queries, config.seed)
+        data = _policy_first(data, config.max_queries, config.seed, by_source=config.mix_sources)
     if not data:
         raise ValueError(f"No trainable query in {', '.join(map(str, config.data))} "
                          "(all contexts longer than max_context_tokens?).")
@@ -634,7 +683,7 @@ def answer_selection(answers: Sequence[tuple[Sequence[float], bool]]) -> dict[st
     right = sum(correct for _, correct in answers)
     if not 0 < right < len(answers):
         return None
-    return {how: max(answers, key=lambda a, how=how: aggregate(a[0], how))[1] for how in get_args(Aggregation)}
+    return {how: max(answers, key=lambda a, how=how: aggregate(a[0], how))[1] for how in PATH_AGGREGATIONS}
 
 
 def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test", aggregation: str | None = None,
@@ -667,7 +716,7 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     tags: dict[str, list[int]] = {}
     rank_hits = rank_groups = 0
     rank_chance = 0.0
-    select_hits = dict.fromkeys(get_args(Aggregation), 0)
+    select_hits = dict.fromkeys((*PATH_AGGREGATIONS, "relative"), 0)
     select_groups = 0
     select_chance = 0.0
     iterator = _iter_scores(model, packed_set, plus_id, minus_id, device)
@@ -708,6 +757,13 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
                    if complete]
         picks = answer_selection(answers)
         if picks is not None:
+            # relative: each step over the best of its siblings, the candidates the build explored there
+            best: dict[int, float] = {}
+            for node, parent in enumerate(packed.node_parent):
+                best[parent] = max(best.get(parent, 0.0), scores[node])
+            relative = [(math.prod(scores[n] / max(best[packed.node_parent[n]], 1e-9) for n in nodes), correct)
+                        for nodes, complete, correct in packed.trajectories if complete]
+            picks["relative"] = max(relative, key=lambda a: a[0])[1]
             select_groups += 1
             select_chance += sum(correct for _, correct in answers) / len(answers)
             for how, hit in picks.items():

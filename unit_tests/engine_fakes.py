@@ -137,3 +137,37 @@ class PreferPRM(PRM):
                 return out
 
         return _Session()
+
+
+class UnsureOfRightStepsPRM(PRM):
+    """A PRM that prefers a second call to stopping, yet scores every step of that call low (0.6).
+
+    Its ranking is right at each state (the right step scores highest), its absolute scores are not:
+    the imperfect PRM that makes length-dependent aggregations stop early.
+    """
+
+    name = "unsure"
+
+    def __init__(self, second: str):
+        self.second = second
+
+    def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
+        second = self.second
+
+        class _Session(PRMSession):
+            usage = Usage()
+
+            def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
+                out = []
+                for a in candidates:
+                    if a.tag is StepTag.TOTAL_FINISH:
+                        out.append(0.95 if len(state.calls) >= 2 else 0.7 if state.calls else 0.1)
+                    elif a.tag is StepTag.FUNC_NAME:
+                        out.append(0.9 if (a.name == second) == bool(state.calls) else 0.2)
+                    elif state.calls:
+                        out.append(0.6 if a.tag is not StepTag.ARG_VALUE or "Paris" in a.value_json else 0.3)
+                    else:
+                        out.append(0.95 if a.tag is not StepTag.ARG_VALUE or "Paris" in a.value_json else 0.3)
+                return out
+
+        return _Session()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from langchain_toolprm.data.build import BuildConfig, build_dataset, format_table, split_of
+from langchain_toolprm.data.compose import compose_parallel, follow_ups, remove_reference_tools
 from langchain_toolprm.data.rollouts import (
     RolloutConfig,
     Trajectory,
@@ -21,7 +22,6 @@ from langchain_toolprm.data.rollouts import (
 )
 from langchain_toolprm.data.sources import (
     Example,
-    compose_parallel,
     examples_from_bfcl,
     examples_from_glaive,
     load_xlam,
@@ -95,8 +95,10 @@ def test_glaive_conversations(tmp_path: Path) -> None:
     file.write_text(json.dumps(data), encoding="utf-8")
     examples, skipped = examples_from_glaive(file)
     assert not skipped
-    assert [e.irrelevant for e in examples] == [True, False]
+    assert [e.irrelevant for e in examples] == [True, False, True]
     assert examples[1].reference == [{"add": {"a": [2], "b": [3]}}]
+    # after the tool result the assistant answered in text: that decision is an example too
+    assert [m["role"] for m in examples[2].messages][-2:] == ["assistant", "tool"]
     assert {e.group for e in examples} == {"glaive-0"}
 
 
@@ -124,6 +126,52 @@ def test_compose_parallel(bfcl_dir: Path) -> None:
         assert len(example.reference) == 2
         ready = prepare(example)
         assert ready is not None and sum(a.tag is StepTag.FUNC_END for a in ready.reference) == 2
+
+
+def test_compose_parallel_up_to_four_parts(bfcl_dir: Path) -> None:
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"])
+    composed = compose_parallel(examples, 12, seed=3, max_parts=4)
+    sizes = {len(e.reference) for e in composed}
+    assert sizes <= {2, 3, 4} and len(sizes) > 1
+    for example in composed:
+        ready = prepare(example)
+        assert ready is not None
+        finish = [i for i, a in enumerate(ready.reference) if a.tag is StepTag.TOTAL_FINISH]
+        assert finish == [len(ready.reference) - 1]
+        # stopping after the first call is wrong: the label says so at TOTAL_FINISH
+        first_end = next(i for i, a in enumerate(ready.reference) if a.tag is StepTag.FUNC_END)
+        stop = ready.grammar.decision(ready.grammar.walk(ready.reference)[first_end + 1])
+        early = next(a for a in stop.actions if a.tag is StepTag.TOTAL_FINISH)
+        assert ready.matcher.label([*ready.reference[: first_end + 1], early])[-1] is False
+
+
+def test_remove_reference_tools_makes_irrelevance(bfcl_dir: Path) -> None:
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"])
+    removed = remove_reference_tools(examples, 4, seed=0)
+    assert len(removed) == 4
+    for example in removed:
+        assert example.irrelevant and example.source == "removed-tool"
+        assert all(t["name"] != "get_weather" for t in example.tools) and example.tools
+        ready = prepare(example)
+        assert ready is not None and [a.tag for a in ready.reference] == [StepTag.TOTAL_FINISH]
+    assert {e.group for e in removed} <= {e.group for e in examples}  # same split group as its source
+
+
+def test_follow_ups_answer_after_the_tool_result(bfcl_dir: Path) -> None:
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"])
+    composed = compose_parallel(examples, 4, seed=1)
+    made = follow_ups(examples + composed, 12, seed=0)
+    assert made
+    for example in made:
+        assert example.messages[-1]["role"] == "tool"
+        calls = [m for m in example.messages if m.get("tool_calls")][-1]["tool_calls"]
+        results = [m for m in example.messages if m["role"] == "tool"]
+        assert [r["tool_call_id"] for r in results] == [c["id"] for c in calls]
+        assert example.meta["made"] + example.meta["left"] == len(calls) + len(example.reference)
+        assert prepare(example) is not None
+    assert any(e.irrelevant for e in made)  # all calls made: answer in text
+    answered = [e for e in made if e.irrelevant]
+    assert all(e.meta["left"] == 0 for e in answered)
 
 
 def test_actions_from_calls_stop_where_the_grammar_refuses(bfcl_dir: Path) -> None:

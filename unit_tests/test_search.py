@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
 from langchain_toolprm.tools import to_tool_specs
-from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy
+from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy, UnsureOfRightStepsPRM
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
@@ -49,6 +49,24 @@ def test_beam_stops_once_a_finished_answer_cannot_be_overtaken():
                config=config.model_copy(update={"aggregation": "mean"}),
                on_step=lambda round_, nodes: rounds_mean.append(round_))
     assert len(rounds) < len(rounds_mean)
+
+
+def test_relative_aggregation_lets_the_prm_decide_to_go_on():
+    """The PRM prefers a second call to stopping (0.9 > 0.7) but scores that call's steps 0.6 each.
+
+    ``min`` and ``prod`` then stop after one call, because every further step can only lower the
+    path; ``relative`` compares the two at the state where they part, as the PRM does.
+    """
+    two = [*TARGET, {"name": "get_time", "arguments": {"city": "Paris"}}]
+    prm = UnsureOfRightStepsPRM(second="get_time")
+    calls = {}
+    for how in ("min", "prod", "relative"):
+        result = run_search(Q, TOOLS, policy=TargetPolicy(two), prm=prm,
+                            config=SearchConfig(num_beams=2, beam_width=4, aggregation=how))
+        assert result.finished
+        calls[how] = [c["name"] for c in result.calls]
+    assert calls["min"] == calls["prod"] == ["get_weather"]
+    assert calls["relative"] == ["get_weather", "get_time"]
 
 
 def test_greedy_follows_the_policy_without_prm():

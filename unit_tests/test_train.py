@@ -133,7 +133,7 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert 0.0 <= result.step_accuracy <= 1.0 and 0.0 <= result.always_positive_step_accuracy <= 1.0
     assert result.aggregation == "min"
     assert result.ranking_groups > 0 and 0.0 <= result.ranking_accuracy <= 1.0
-    assert result.selection_groups > 0 and set(result.selection_accuracy) == {"last", "min", "prod", "mean"}
+    assert result.selection_groups > 0 and set(result.selection_accuracy) == {"last", "min", "prod", "mean", "relative"}
     assert 0.0 < result.random_selection_accuracy < 1.0
     assert all(0.0 <= v <= 1.0 for v in result.selection_accuracy.values())
     assert set(result.per_tag) <= {t.value for t in StepTag}
@@ -236,3 +236,51 @@ def test_trained_prm_loads_by_reference_and_refuses_another_prompt_format(
     meta_file.write_text(json.dumps({**meta, "prompt_version": "toolprm-prompt-v0"}))
     with pytest.raises(ValueError, match="toolprm-prompt-v0"):
         GenerativePRM.from_pretrained(str(out))
+
+
+def test_training_continues_from_a_trained_adapter(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``init`` starts from a trained adapter's weights (not a fresh one) and refuses a mismatched base."""
+    from safetensors.torch import load_file
+
+    first = tmp_path / "first"
+    train_prm(TrainConfig(data=data_dir, out=first, base=str(tiny_model_dir), max_steps=2, batch_size=2,
+                          lora_layers=1, lr=5e-2), progress=False)
+    # zero training steps' worth of change: lr so small the weights stay where init put them
+    again = tmp_path / "again"
+    train_prm(TrainConfig(data=data_dir, out=again, base=str(tiny_model_dir), init=str(first), max_steps=1,
+                          batch_size=2, lr=1e-12, warmup_ratio=0.0), progress=False)
+    before = load_file(str(first / "adapter_model.safetensors"))
+    after = load_file(str(again / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch_allclose(before[k], after[k]) for k in before)
+    fresh = tmp_path / "fresh"
+    train_prm(TrainConfig(data=data_dir, out=fresh, base=str(tiny_model_dir), max_steps=1, batch_size=2,
+                          lora_layers=1, lr=1e-12, warmup_ratio=0.0), progress=False)
+    other = load_file(str(fresh / "adapter_model.safetensors"))
+    assert not all(torch_allclose(before[k], other[k]) for k in before)
+    with pytest.raises(ValueError, match="adapts"):
+        train_prm(TrainConfig(data=data_dir, out=tmp_path / "bad", base="elsewhere", init=str(first), max_steps=1),
+                  progress=False)
+    with pytest.raises(ValueError, match="not a LoRA adapter"):
+        train_prm(TrainConfig(data=data_dir, out=tmp_path / "bad2", base=str(tiny_model_dir), init=str(tmp_path)),
+                  progress=False)
+
+
+def torch_allclose(a: Any, b: Any) -> bool:
+    import torch
+
+    return bool(torch.allclose(a.float(), b.float(), atol=1e-6))
+
+
+def test_mix_sources_draws_every_source_in_turn() -> None:
+    from langchain_toolprm.train import Packed, _policy_first
+
+    def packed(source: str, mode: str) -> Packed:
+        return Packed([], [], 0, [], [], [], [], [], [], mode, source)
+
+    data = [packed("big", "rules") for _ in range(20)] + [packed("small", "rules"), packed("small", "policy:x")]
+    mixed = _policy_first(data, 4, seed=0, by_source=True)
+    assert [p.source for p in mixed].count("small") == 2
+    assert next(p for p in mixed if p.source == "small").mode == "policy:x"
+    plain = _policy_first(data, 4, seed=0)
+    assert plain[0].mode == "policy:x"

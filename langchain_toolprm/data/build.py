@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from langchain_toolprm.data.compose import compose_parallel, follow_ups, remove_reference_tools
 from langchain_toolprm.data.masking import Mask, mask_actions, mask_example
 from langchain_toolprm.data.rollouts import (
     Prepared,
@@ -43,7 +44,6 @@ from langchain_toolprm.data.rollouts import (
 from langchain_toolprm.data.sources import (
     BFCL_LIVE_CATEGORIES,
     Example,
-    compose_parallel,
     examples_from_bfcl,
     examples_from_glaive,
     load_xlam,
@@ -79,7 +79,10 @@ class BuildConfig(BaseModel):
     bfcl_categories: list[str] = Field(default_factory=lambda: list(BFCL_LIVE_CATEGORIES))
     xlam: list[str] = Field(default_factory=list, description="xLAM-form files or hub dataset ids.")
     glaive: list[str] = Field(default_factory=list, description="ShareGPT/glaive tool-conversation files.")
-    compose_parallel: int = Field(200, ge=0, description="Parallel queries composed from two single-call ones.")
+    compose_parallel: int = Field(200, ge=0, description="Parallel queries composed from single-call ones.")
+    max_parts: int = Field(2, ge=2, description="Most single-call queries in one composed parallel query.")
+    removed_tool: int = Field(0, ge=0, description="Irrelevance: relevant queries with their called tools removed.")
+    follow_ups: int = Field(0, ge=0, description="Conversations continued after the reference calls' tool results.")
     limit: int | None = Field(None, ge=1, description="At most this many queries per source (quick runs).")
     policies: list[str] = Field(
         default_factory=lambda: ["qwen2.5-coder-0.5b-instruct"],
@@ -131,13 +134,18 @@ def _load_examples(config: BuildConfig) -> tuple[list[Example], list[str]]:
         unique.append(example)
     for example in unique:
         example.meta["split"] = split_of(example.group, config.seed, config.test_fraction)
-    if config.compose_parallel:
-        n_test = round(config.compose_parallel * config.test_fraction)
-        for split, n in (("train", config.compose_parallel - n_test), ("test", n_test)):
+    made = [
+        (config.compose_parallel, lambda pool, n, seed: compose_parallel(pool, n, seed, config.max_parts)),
+        (config.removed_tool, remove_reference_tools),
+        (config.follow_ups, follow_ups),
+    ]
+    for total, make in made:  # in this order: follow-ups also continue composed queries
+        n_test = round(total * config.test_fraction)
+        for split, n in (("train", total - n_test), ("test", n_test)):
             pool = [e for e in unique if e.meta["split"] == split]
-            for composed in compose_parallel(pool, n, seed=config.seed + (split == "test")):
-                composed.meta["split"] = split
-                unique.append(composed)
+            for example in make(pool, n, config.seed + (split == "test")) if n else []:
+                example.meta["split"] = split
+                unique.append(example)
     return unique, skipped
 
 
@@ -179,12 +187,14 @@ def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     steps, trajectories, answers, tags = Counter(), Counter(), Counter(), Counter()
     origins: Counter[str] = Counter()
     sources: Counter[str] = Counter()
+    source_steps: Counter[str] = Counter()
     modes: Counter[str] = Counter()
     for query in queries:
         sources[query["source"]] += 1
         modes[query.get("mode", "?")] += 1
         trajs = [Trajectory.from_json(t) for t in query["trajectories"]]
         for _, (tag, label) in _tree_steps(trajs).items():
+            source_steps[query["source"]] += 1
             steps["positive" if label else "negative"] += 1
             tags[f"{tag.value}:{'positive' if label else 'negative'}"] += 1
         for trajectory in trajs:
@@ -204,6 +214,7 @@ def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
                  for t in StepTag},
         "origins": dict(origins),
         "sources": dict(sources),
+        "source_steps": dict(source_steps),
         "modes": dict(modes),
     }
 
@@ -234,8 +245,9 @@ def format_table(stats: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     # Where the data came from: which queries got a policy, and which trajectories it proposed.
     splits = [stats["splits"].get(split, {}) for split in ("train", "test")]
-    lines += ["", "| queries by rollout mode / trajectories by origin | train | test |", "|---|---:|---:|"]
-    for field, prefix in (("modes", "queries: "), ("origins", "trajectories: ")):
+    lines += ["", "| queries by rollout mode / trajectories by origin / by source | train | test |", "|---|---:|---:|"]
+    for field, prefix in (("modes", "queries: "), ("origins", "trajectories: "), ("sources", "queries from "),
+                          ("source_steps", "steps from ")):
         keys = sorted({k for s in splits for k in s.get(field, {})})
         lines += [f"| {prefix}{k} | " + " | ".join(str(s.get(field, {}).get(k, 0)) for s in splits) + " |"
                   for k in keys]

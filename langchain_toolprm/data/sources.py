@@ -13,7 +13,6 @@ evaluation, so training on it does not leak the benchmark.
 from __future__ import annotations
 
 import json
-import random
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -27,7 +26,6 @@ from langchain_toolprm.tools import ToolSchemaError, ToolSpec, to_tool_specs
 __all__ = [
     "BFCL_LIVE_CATEGORIES",
     "Example",
-    "compose_parallel",
     "examples_from_bfcl",
     "examples_from_glaive",
     "examples_from_records",
@@ -294,8 +292,9 @@ def _parse_json(text: Any) -> Any:
 def examples_from_glaive(path: str | Path, limit: int | None = None) -> tuple[list[Example], list[str]]:
     """One example per assistant decision of ShareGPT tool conversations (glaive, LLaMA-Factory form).
 
-    Every turn after a user message is a decision: a ``function_call`` turn gives a reference call;
-    a plain ``gpt`` answer gives the reference "no call" (the assistant answered in text). Earlier
+    Every turn after a user message or a tool result is a decision: a ``function_call`` turn gives
+    a reference call; a plain ``gpt`` answer gives the reference "no call" (the assistant answered in
+    text, which after a tool result is the decision an agent loop needs most). Earlier
     calls and observations stay in the conversation as assistant ``tool_calls`` and ``tool`` turns.
     """
     items = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -312,7 +311,8 @@ def examples_from_glaive(path: str | Path, limit: int | None = None) -> tuple[li
             messages.append({"role": "system", "content": item["system"]})
         for turn, message in enumerate(item.get("conversations", [])):
             role, value = message.get("from"), message.get("value", "")
-            after_user = bool(messages) and messages[-1]["role"] == "user"
+            # A decision follows each user turn and each tool result (answer, or call again?).
+            after_user = bool(messages) and messages[-1]["role"] in ("user", "tool")
             if role == "function_call":
                 call = _parse_json(value)
                 if not isinstance(call, dict) or "name" not in call:
@@ -333,50 +333,3 @@ def examples_from_glaive(path: str | Path, limit: int | None = None) -> tuple[li
                     examples.append(Example(f"{conv_id}-{turn}", "glaive", list(messages), tools, [], group=conv_id))
                 messages.append({"role": mapped, "content": value})
     return examples, skipped
-
-
-# --------------------------------------------------------------------------------------------------
-# Composed parallel queries
-# --------------------------------------------------------------------------------------------------
-
-_JOINERS = (" Also, ", " And also: ", " Additionally, ", " After that, ", " On top of that, ")
-
-
-def _single_call_user_query(example: Example) -> bool:
-    return (
-        len(example.reference) == 1
-        and len(example.messages) >= 1
-        and example.messages[-1]["role"] == "user"
-        and all(m["role"] in ("user", "system") for m in example.messages)
-    )
-
-
-def compose_parallel(examples: Sequence[Example], n: int, seed: int = 0) -> list[Example]:
-    """Parallel-call queries made of two single-call ones: "do X. Also, do Y", with both calls as reference.
-
-    BFCL live has few parallel cases (40), yet "one more call, or finish?" is the decision a small
-    policy gets wrong most; composing single-call requests gives that decision without touching the
-    evaluation categories. Parts are drawn from the same split group only when the caller passes one
-    split's examples; the composed example is its own group.
-    """
-    rng = random.Random(seed)
-    pool = [e for e in examples if _single_call_user_query(e)]
-    out: list[Example] = []
-    tries = 0
-    while len(out) < n and len(pool) >= 2 and tries < 20 * n:
-        tries += 1
-        a, b = rng.sample(pool, 2)
-        names_a = {t["name"]: t for t in a.tools}
-        clash = [t for t in b.tools if t["name"] in names_a and names_a[t["name"]] != t]
-        if clash or a.reference == b.reference:
-            continue
-        tools = a.tools + [t for t in b.tools if t["name"] not in names_a]
-        first, second = a.messages[-1]["content"].strip(), b.messages[-1]["content"].strip()
-        text = first + rng.choice(_JOINERS) + second[:1].lower() + second[1:]
-        system = [m for m in a.messages if m["role"] == "system"]
-        calls = [a.reference[0], b.reference[0]]
-        rng.shuffle(calls)
-        cid = f"composed-{len(out)}:{a.id}+{b.id}"
-        out.append(Example(cid, "composed", [*system, {"role": "user", "content": text}], tools, calls,
-                           meta={"parts": [a.id, b.id]}))
-    return out

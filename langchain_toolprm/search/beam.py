@@ -6,7 +6,14 @@ import json
 from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState
-from langchain_toolprm.search.engine import Path, Proposal, SearchContext, aggregate, distinct_alternatives
+from langchain_toolprm.search.engine import (
+    Path,
+    Proposal,
+    SearchContext,
+    aggregate,
+    distinct_alternatives,
+    relative_scores,
+)
 from langchain_toolprm.search.results import SearchResult, TraceNode
 
 __all__ = ["beam_search", "greedy_search"]
@@ -69,12 +76,12 @@ def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], ro
 def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
     """Whether no active beam can still overtake the best finished one.
 
-    Under ``min`` and ``prod`` a path's score never rises as it grows, and its log-probability (the
+    Under ``min``, ``prod`` and ``relative`` a path's score never rises as it grows, and its log-probability (the
     tie-break) never does either; so once the best finished beam ranks at or above every active one,
     further rounds would only spend compute (a PRM that likes "one more call" would otherwise let the
     beams run to the call limit).
     """
-    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod"):
+    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", "relative"):
         return False
     best = max(_key(ctx, b) for b in finished)
     return all(_key(ctx, b) <= best for b in active)
@@ -107,11 +114,12 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         nodes: list[TraceNode] = []
         for beam, props in zip(active, proposals, strict=True):
             scores = ctx.score(beam.path, beam.state, [p.action for p in props])
-            for proposal, score in zip(props, scores, strict=True):
+            ranks = relative_scores(scores) if config.aggregation == "relative" else scores
+            for proposal, score, rank in zip(props, scores, ranks, strict=True):
                 action = proposal.action
                 node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))
                 nodes.append(node)
-                child = beam.extend(ctx, proposal, score, node)
+                child = beam.extend(ctx, proposal, rank, node)
                 other = children.get(child.state)
                 if other is None or _key(ctx, child) > _key(ctx, other):
                     children[child.state] = child

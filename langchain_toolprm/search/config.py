@@ -6,10 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Aggregation", "SearchConfig", "Strategy"]
+__all__ = ["PATH_AGGREGATIONS", "Aggregation", "SearchConfig", "Strategy"]
 
 Strategy = Literal["beam", "greedy", "unconstrained", "best_of_n", "majority"]
-Aggregation = Literal["last", "min", "prod", "mean"]
+Aggregation = Literal["last", "min", "prod", "mean", "relative"]
+PATH_AGGREGATIONS: tuple[Aggregation, ...] = ("last", "min", "prod", "mean")
+"""Aggregations of one path's own step scores; ``relative`` also needs each step's scored siblings."""
 
 
 class SearchConfig(BaseModel):
@@ -20,12 +22,13 @@ class SearchConfig(BaseModel):
     cannot be repaired later.
 
     ``aggregation`` ranks paths of different lengths against each other: a "no call" answer is one
-    step, a call six or more. ``min`` (the default, what the rule PRM's checks mean: one failed check
-    fails the path) can only fall as a path grows, so a weak PRM makes it favour short answers (the
-    first, 135M default picked a right complete answer for 2-3% of held-out queries; the packaged 0.5B
-    one for 60-64%, `toolprm eval-prm`, "answer selection"). ``mean`` picks better on held-out answers
-    (73-77%) but lets the search add calls the PRM does not judge wrong: on BFCL simple_python it ran one
-    case to the call limit. docs/benchmarks.md has both failure modes.
+    step, a call six or more. ``min`` and ``prod`` can only fall as a path grows, so an imperfect PRM
+    (one that scores right steps below 1.0) makes them favour stopping early and argument-free
+    functions; ``mean`` lets a long list of calls, each judged fine, outscore ending the list.
+    ``relative`` divides each step's score by the best score among the candidates of its state: a
+    path pays only where it passed over a step the PRM preferred, so "one more call, or stop?" is
+    decided by the PRM's comparison of the two, not by path length. Best-of-n, whose answers have no
+    sibling candidates, ranks by the product under ``relative``. docs/benchmarks.md measures each.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -24,7 +24,16 @@ from langchain_toolprm.search.results import Alternative, Cost, TraceNode
 from langchain_toolprm.search.values import read_value, value_end
 from langchain_toolprm.tools import ToolSpec
 
-__all__ = ["Path", "Proposal", "SampleRounds", "SearchContext", "StepListener", "aggregate", "run_rounds"]
+__all__ = [
+    "Path",
+    "Proposal",
+    "SampleRounds",
+    "SearchContext",
+    "StepListener",
+    "aggregate",
+    "relative_scores",
+    "run_rounds",
+]
 
 Path = tuple[tuple[GrammarState, Action], ...]
 StepListener = Callable[[int, list[TraceNode]], None]
@@ -45,16 +54,32 @@ class Proposal:
 
 
 def aggregate(scores: Sequence[float], how: Aggregation) -> float:
-    """Combine step scores into a path score; an unscored path counts as perfect."""
+    """Combine step scores into a path score; an unscored path counts as perfect.
+
+    ``relative`` scores arrive already divided by the best score among each step's candidates
+    (`relative_scores`), so they combine as a product.
+    """
     if not scores:
         return 1.0
     if how == "last":
         return scores[-1]
     if how == "min":
         return min(scores)
-    if how == "prod":
+    if how in ("prod", "relative"):
         return math.prod(scores)
     return sum(scores) / len(scores)
+
+
+def relative_scores(scores: Sequence[float]) -> list[float]:
+    """Each candidate's PRM score over the best one's among the candidates of the same state.
+
+    A path that takes the PRM's preferred step at every decision then scores 1.0 whatever its
+    length, and a path pays only where it passed over a step the PRM preferred: "one more call, or
+    stop?" is decided by how the PRM compares the two at that state, not by how many steps (each
+    judged below 1.0 by an imperfect PRM) the longer answer still has to take.
+    """
+    best = max(scores, default=0.0)
+    return [s / best if best > 0 else 1.0 for s in scores]
 
 
 class SearchContext:
