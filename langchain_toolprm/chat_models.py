@@ -633,15 +633,16 @@ class ToolPRMChatModel(BaseChatModel):
                 name=result.partial["name"],
                 args=_unfinished_args(result.partial.get("arguments") or {}),
                 id=_call_id(),
-                error="The search stopped before this call was complete: either no valid candidate for its next"
-                      f" step was found (beam_width={request.config.beam_width},"
-                      f" max_value_tokens={request.config.max_value_tokens}) or max_steps={request.config.max_steps}"
-                      " ran out. The arguments are the ones filled so far.",
+                error=result.partial_error or (
+                    "The search stopped before this call was complete: either no valid candidate for its next"
+                    f" step was found (beam_width={request.config.beam_width},"
+                    f" max_value_tokens={request.config.max_value_tokens}) or max_steps={request.config.max_steps}"
+                    " ran out. The arguments are the ones filled so far."),
             ))
         text = "" if calls else _cut_at_stop(result.text or "", request.stop)
         if calls:
             finish_reason = "tool_calls"
-        elif not result.finished:
+        elif (not result.finished and result.partial_error is None) or result.truncated:
             finish_reason = "length"
         else:
             finish_reason = "stop"

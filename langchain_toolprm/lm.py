@@ -186,6 +186,7 @@ class CausalLM:
         # one lock keeps concurrent searches (abatch, async agents) correct.
         self._lock = threading.RLock()
         self.stop_ids = self._end_of_turn_ids()
+        self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
 
     @classmethod
     def from_pretrained(cls, ref: str, **kwargs: Any) -> CausalLM:
@@ -422,6 +423,29 @@ class CausalLM:
             hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
         last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
         return self._logits(last)[:, list(token_ids)]
+
+    def opening_logprob(self, base: Prefix, openings: Sequence[str]) -> float:
+        r"""Log-probability that the next token after ``base`` begins one of ``openings``.
+
+        A token counts when its text (leading whitespace aside) starts with an opening or is the start
+        of one: ``{"`` and ``{\n`` both open ``{``, and ``<`` may open ``<tool_call>``. Read off the
+        cached last hidden state, so it costs one output-head product and no forward pass.
+        """
+        key = tuple(openings)
+        with self._lock:
+            mask = self._opening_masks.get(key)
+            if mask is None:
+                mask = self._opening_masks[key] = self._opening_mask(key)
+        logprobs = self._torch.log_softmax(self._logits(base.last_hidden[None])[0], -1)
+        return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
+
+    def _opening_mask(self, openings: tuple[str, ...]) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))], skip_special_tokens=False)
+        flags = []
+        for text in texts:
+            text = text.lstrip()
+            flags.append(bool(text) and any(text.startswith(o) or o.startswith(text) for o in openings))
+        return self._torch.tensor(flags, dtype=self._torch.bool, device=self.device)
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(

@@ -159,3 +159,16 @@ def test_template_without_tools_gets_a_tool_system_prompt(tmp_path):
     specs = to_tool_specs(TOOLS)
     prompt = policy.render_prompt([{"role": "user", "content": Q}], specs)
     assert '"get_weather"' in prompt and '"multiply"' in prompt and Q in prompt
+
+
+def test_opening_mass_counts_every_token_that_opens_a_call(lm):
+    """P(call) at the answer's start sums every token that starts an opening, not one spelling of it."""
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    probs = torch.softmax(lm._logits(root.last_hidden[None])[0], -1)
+    texts = [lm.decode([i]).lstrip() for i in range(len(lm.tokenizer))]
+    braces = [i for i, t in enumerate(texts) if t.startswith("{")]
+    assert len(braces) > 1  # "{" and longer tokens such as '{"' exist in the tiny vocabulary
+    assert math.exp(lm.opening_logprob(root, ["{"])) == pytest.approx(float(probs[braces].sum()), rel=1e-4)
+    every = math.exp(lm.opening_logprob(root, ["<tool_call>", "```json", "{", "["]))
+    single = math.exp(lm.token_logprobs(root, ["<tool_call>"])[0][0])
+    assert single < every <= 1.0
