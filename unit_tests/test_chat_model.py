@@ -516,3 +516,15 @@ def test_a_call_written_as_the_text_answer_is_a_tool_call() -> None:
     [invalid] = message.invalid_tool_calls
     assert invalid["name"] == "get_weather" and "does not validate" in (invalid["error"] or "")
     assert "Oslo" in (invalid["error"] or "") and message.response_metadata["finish_reason"] == "stop"
+
+
+def test_timeout_is_the_search_time_limit(tiny_model_dir: Path) -> None:
+    model = ToolPRMChatModel(policy=str(tiny_model_dir), timeout=1e-9, **FAST)
+    assert model.search.time_limit == 1e-9
+    assert ToolPRMChatModel(policy="p", request_timeout=3).search.time_limit == 3
+    assert ToolPRMChatModel(policy="p", timeout=None).search.time_limit is None
+    message = model.bind_tools([set_light], tool_choice="any").invoke("kitchen light on")
+    assert not message.tool_calls and message.response_metadata["finish_reason"] == "length"
+    assert message.response_metadata["toolprm"]["timed_out"] is True
+    answer = model.invoke("hello")
+    assert answer.content == "" and answer.response_metadata["finish_reason"] == "length"

@@ -201,3 +201,52 @@ def test_a_text_answer_stays_text_when_no_call_is_allowed_or_it_names_no_tool():
     other = '{"name": "book_flight", "arguments": {}}'
     result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text=other), config=SearchConfig(answer_in_text=True))
     assert result.text == other and result.calls == []
+
+
+class _Clock:
+    """A clock that moves only when a search round ends, so time limits are tested without timing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.rounds = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, round_, nodes) -> None:
+        self.rounds += 1
+        self.now += 1.0
+
+
+@pytest.mark.parametrize("strategy", ["beam", "greedy"])
+def test_time_limit_ends_the_search_within_one_round(monkeypatch, strategy):
+    import time
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    config = SearchConfig(strategy=strategy, time_limit=2.5)
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), tool_choice="required", config=config,
+                        on_step=clock.tick)
+    assert clock.rounds == 3  # rounds start at t=0, 1, 2; none starts at t=3, past the limit
+    assert result.timed_out and not result.finished and result.calls == []
+    assert result.partial is not None and result.partial["name"] == "get_weather"
+    unlimited = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), tool_choice="required",
+                           config=SearchConfig(strategy=strategy))
+    assert not unlimited.timed_out and unlimited.calls == TARGET
+
+
+def test_time_limit_keeps_the_best_finished_answer(monkeypatch):
+    import time
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    # the policy likes answering in text best: that beam finishes in the first round, the call beams do not
+    config = SearchConfig(time_limit=1.5, answer_in_text=True)
+    result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text="Hi."), config=config, on_step=clock.tick)
+    assert result.timed_out and result.finished and result.calls == []
+    assert result.text == "" and result.truncated  # no text answer is started once the time is up
+
+
+def test_required_call_without_tools_is_an_error():
+    with pytest.raises(ValueError, match="no tools"):
+        run_search(Q, [], policy=TargetPolicy(TARGET), tool_choice="required")

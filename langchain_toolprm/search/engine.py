@@ -68,12 +68,14 @@ class SearchContext:
         prm: The PRM session, or ``None`` to rank by the policy alone.
         config: Search settings.
         listener: Progress callback.
+        started: When the search began (`time.perf_counter`), if before this context (prompt encoding);
+            the time limit and the wall-clock cost count from it.
 
     """
 
     def __init__(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], grammar: Grammar,
                  policy: PolicySession, prm: PRMSession | None, config: SearchConfig,
-                 listener: StepListener | None = None):
+                 listener: StepListener | None = None, started: float | None = None):
         self.messages = messages
         self.specs = specs
         self.grammar = grammar
@@ -83,7 +85,15 @@ class SearchContext:
         self.listener = listener
         self.prm_candidates = 0
         self.invalid_values = 0
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
+        self.timed_out = False
+
+    def out_of_time(self) -> bool:
+        """Whether the time limit has passed; once it has, `timed_out` records that it ended the search."""
+        limit = self.config.time_limit
+        if limit is not None and time.perf_counter() - self.started >= limit:
+            self.timed_out = True
+        return self.timed_out
 
     # -- text -----------------------------------------------------------------------------------
     def text(self, state: GrammarState) -> str:

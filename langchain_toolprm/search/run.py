@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,7 +59,8 @@ def run_search(
 
     Raises:
         ToolSchemaError: A tool's schema cannot be used.
-        ValueError: The messages or ``tool_choice`` are malformed.
+        ValueError: The messages or ``tool_choice`` are malformed, or ``tool_choice`` asks for a call
+            with no tools.
 
     """
     config = config or SearchConfig()
@@ -66,16 +68,24 @@ def run_search(
     if not chat:
         raise ValueError("run_search needs at least one message.")
     specs = to_tool_specs(tools)
-    grammar = Grammar(specs, ToolChoice.parse(tool_choice, [s.name for s in specs]),
-                      max_calls=config.max_calls if config.parallel_tool_calls else 1)
-    policy_session = load_policy(policy).session(chat, specs, seed=config.seed)
+    choice = ToolChoice.parse(tool_choice, [s.name for s in specs])
+    if choice.mode == "required" and not specs:
+        raise ValueError(f"tool_choice={tool_choice!r} asks for a tool call, but no tools were given.")
+    grammar = Grammar(specs, choice, max_calls=config.max_calls if config.parallel_tool_calls else 1)
+    policy_obj = load_policy(policy)
     prm_obj = load_prm(prm) if config.strategy in _USES_PRM else None
+    started = time.perf_counter()  # loading a model is not the search's time; encoding the prompt is
+    policy_session = policy_obj.session(chat, specs, seed=config.seed)
     prm_session = prm_obj.session(chat, specs) if prm_obj is not None else None
-    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step)
+    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started)
     result = _STRATEGIES[config.strategy](ctx)
     if config.answer_in_text and result.finished and not result.calls and result.text is None:
-        _text_answer(ctx, result)
-        result.cost = ctx.cost()
+        if ctx.out_of_time():
+            result.text, result.truncated = "", True
+        else:
+            _text_answer(ctx, result)
+    result.timed_out = ctx.timed_out
+    result.cost = ctx.cost()
     return result
 
 
