@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["CausalLM", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
+__all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ class Draw:
     max_new_tokens: int = 64
     stop: StopFn | None = None
     generator: torch.Generator | None = None
+
+
+class ContextLengthError(ValueError):
+    """A prompt longer than the model can read; the message gives both sizes."""
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -228,6 +232,13 @@ class CausalLM:
                 return token
         return self.tokenizer.eos_token or ""
 
+    @property
+    def max_context(self) -> int | None:
+        """The most tokens the model reads: its position limit, or the tokenizer's if smaller; ``None`` if unknown."""
+        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        known = [int(v) for v in limits if isinstance(v, int | float) and 0 < v < 10**8]
+        return min(known) if known else None
+
     def single_token_id(self, text: str) -> int | None:
         """The id of ``text`` if it is exactly one token, else ``None``."""
         ids = self.encode(text)
@@ -275,6 +286,13 @@ class CausalLM:
         ids = self.encode(text)
         if not ids:
             raise ValueError("Cannot encode an empty prompt.")
+        limit = self.max_context
+        if limit is not None and len(ids) >= limit:
+            raise ContextLengthError(
+                f"The prompt is {len(ids):,} tokens, but {self.name} reads at most {limit:,} (prompt and answer"
+                " together). Bind fewer tools, shorten their descriptions or the conversation, or use a model"
+                " with a longer context."
+            )
         with self._lock:
             cache = self._cache([], 0, 1)
             hidden = self._hidden(self._torch.tensor([ids]), cache, usage)

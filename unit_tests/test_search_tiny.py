@@ -172,3 +172,13 @@ def test_opening_mass_counts_every_token_that_opens_a_call(lm):
     every = math.exp(lm.opening_logprob(root, ["<tool_call>", "```json", "{", "["]))
     single = math.exp(lm.token_logprobs(root, ["<tool_call>"])[0][0])
     assert single < every <= 1.0
+
+
+def test_a_prompt_longer_than_the_context_is_refused(tiny_policy):
+    from langchain_toolprm.lm import ContextLengthError
+
+    tools = [{"name": f"tool_{i}", "description": "does things " * 10, "parameters": {"type": "object", "properties": {
+        "x": {"type": "string", "description": "a value"}}}} for i in range(100)]
+    assert tiny_policy.lm.max_context == 2048
+    with pytest.raises(ContextLengthError, match=r"The prompt is [\d,]+ tokens, but .* reads at most 2,048"):
+        run_search("hello", tools, policy=tiny_policy, config=SearchConfig(strategy="greedy"))
