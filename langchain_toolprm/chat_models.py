@@ -407,7 +407,8 @@ class ToolPRMChatModel(BaseChatModel):
             tools: LangChain tools, functions, pydantic models, TypedDicts, OpenAI tool or function dicts,
                 JSON schemas or BFCL function docs.
             tool_choice: ``None``/``"auto"``, ``"none"``, ``"any"``/``"required"``/``True``, a tool
-                name, or ``{"type": "function", "function": {"name": ...}}``. Enforced by the grammar.
+                name, ``{"type": "function", "function": {"name": ...}}``, or Anthropic's ``{"type": "any"}``
+                forms. Enforced by the grammar.
             parallel_tool_calls: ``False`` allows at most one call per turn.
             strict: Accepted for API compatibility; calls always validate against the schemas.
             **kwargs: Other per-call arguments (search settings such as ``beam_width``).
@@ -493,7 +494,8 @@ class ToolPRMChatModel(BaseChatModel):
         specs = to_tool_specs(kwargs.get("tools") or [])
         tool_choice = kwargs.get("tool_choice")
         _check_tool_choice(tool_choice, [s.name for s in specs])
-        answer_now = (self.max_tool_turns is not None and tool_choice in (None, "auto") and bool(specs)
+        auto = ToolChoice.parse(tool_choice, [s.name for s in specs]).mode == "auto"
+        answer_now = (self.max_tool_turns is not None and auto and bool(specs)
                       and _tool_turns(messages) >= self.max_tool_turns)
         if answer_now:
             tool_choice = "none"

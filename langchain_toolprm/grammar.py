@@ -206,7 +206,8 @@ class ToolChoice:
 
         Args:
             choice: ``None``, ``"auto"``, ``"none"``, ``"any"``, ``"required"``, ``True``, a tool name,
-                or ``{"type": "function", "function": {"name": ...}}``.
+                ``{"type": "function", "function": {"name": ...}}`` (OpenAI), or ``{"type": "auto" | "any" |
+                "none"}`` and ``{"type": "tool", "name": ...}`` (Anthropic).
             tool_names: The bound tools, to check a named choice.
 
         Raises:
@@ -222,6 +223,8 @@ class ToolChoice:
         name: Any = choice
         if isinstance(choice, Mapping):
             name = (choice.get("function") or {}).get("name") or choice.get("name")
+            if name is None and choice.get("type") in ("auto", "none", "any", "required"):
+                return cls.parse(choice["type"], tool_names)  # Anthropic's {"type": "any"}
         if isinstance(name, str):
             if name not in tool_names:
                 raise ValueError(f"tool_choice names {name!r}, which is not a bound tool: {list(tool_names)}.")

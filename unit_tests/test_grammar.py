@@ -100,3 +100,15 @@ def test_enumerated_values_are_only_those_that_validate():
     decision = g.decision(state)
     assert [a.value for a in decision.actions] == ["bb"] and decision.forced
     assert not g.is_legal(state, Action.set_value(1)) and not g.is_legal(state, Action.set_value("a"))
+
+
+def test_anthropic_tool_choice_dicts():
+    names = ["get_weather", "ping"]
+    assert ToolChoice.parse({"type": "any"}, names) == ToolChoice("required")
+    assert ToolChoice.parse({"type": "auto"}, names) == ToolChoice("auto")
+    assert ToolChoice.parse({"type": "none"}, names) == ToolChoice("none")
+    assert ToolChoice.parse({"type": "tool", "name": "ping"}, names) == ToolChoice("function", "ping")
+    with pytest.raises(ValueError, match="not a bound tool"):
+        ToolChoice.parse({"type": "tool", "name": "nope"}, names)
+    with pytest.raises(ValueError, match="Unsupported"):
+        ToolChoice.parse({"type": "sometimes"}, names)
