@@ -198,7 +198,7 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
             Draft202012Validator.check_schema(dict(schema))
         except SchemaError as exc:
             raise ToolSchemaError(f"{where}: invalid JSON schema: {exc.message}") from exc
-        if "$ref" in json.dumps(schema):
+        if _has_ref(schema):
             raise ToolSchemaError(f"{where}: unresolved '$ref' in the schema; inline the referenced definition.")
         reason = _unsatisfiable(schema)
         if reason is not None:
@@ -285,6 +285,28 @@ def _unsatisfiable(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Keywords whose values are data, and keywords that map names (not keywords) to schemas.
+_VALUE_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+
+
+def _has_ref(node: Any) -> bool:
+    """Whether a ``$ref`` keyword occurs anywhere in ``node`` (as a key, not inside a value such as an enum)."""
+    if isinstance(node, list):
+        return any(_has_ref(v) for v in node)
+    if not isinstance(node, Mapping):
+        return False
+    for key, value in node.items():
+        if key == "$ref":
+            return True
+        if key in _NAME_MAPS and isinstance(value, Mapping):  # keys there are names, not keywords
+            if any(_has_ref(sub) for sub in value.values()):
+                return True
+        elif key not in _VALUE_KEYWORDS and _has_ref(value):
+            return True
+    return False
+
+
 def _inline_refs(tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
     """Replace local references (``{"$ref": "#/$defs/Point"}``, as MCP tools write them) by what they name.
 
@@ -292,7 +314,7 @@ def _inline_refs(tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
     must be resolved here; the definitions then leave the schema. A recursive definition cannot be
     inlined and is refused, as is a reference that is not local.
     """
-    if "$ref" not in json.dumps(parameters):
+    if not _has_ref(parameters):
         return parameters
 
     def resolve(node: Any, trail: tuple[str, ...]) -> Any:
@@ -301,7 +323,11 @@ def _inline_refs(tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(node, Mapping):
             return node
         ref = node.get("$ref")
-        rest = {k: resolve(v, trail) for k, v in node.items() if k not in ("$ref", "$defs", "definitions")}
+        rest = {
+            k: {name: resolve(sub, trail) for name, sub in v.items()} if k in _NAME_MAPS and isinstance(v, Mapping)
+            else v if k in _VALUE_KEYWORDS else resolve(v, trail)
+            for k, v in node.items() if k not in ("$ref", "$defs", "definitions")
+        }
         if ref is None:
             return rest
         if not isinstance(ref, str) or not ref.startswith("#/"):

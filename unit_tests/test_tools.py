@@ -194,3 +194,12 @@ def test_refs_that_cannot_be_inlined_are_refused(ref, needle):
         "next": {"$ref": "#/$defs/Node"}}}}, "properties": {"n": {"$ref": ref}}}
     with pytest.raises(ToolSchemaError, match=needle):
         to_tool_specs([{"type": "function", "function": {"name": "go", "parameters": parameters}}])
+
+
+def test_ref_as_a_value_or_a_name_is_not_a_reference():
+    schema = {"type": "object", "properties": {"$ref": {"type": "string", "enum": ["$ref", "#/x"]}},
+              "required": ["$ref"]}
+    (spec,) = to_tool_specs([_tool(schema)])
+    assert spec.value_is_valid("p", {"$ref": "$ref"})
+    (spec,) = to_tool_specs([_tool({"type": "string", "enum": ["$ref"]})])
+    assert spec.choices("p") == ["$ref"]
