@@ -3,6 +3,8 @@
 from langchain_toolprm.chat_models import ToolPRMChatModel
 from langchain_toolprm.grammar import StepTag
 from langchain_toolprm.graph import ToolPRMNode, create_toolprm_agent
+from langchain_toolprm.lm import ContextLengthError
+from langchain_toolprm.messages import UnsupportedContentError
 from langchain_toolprm.policy import Policy, TransformersPolicy
 from langchain_toolprm.prm import PRM, CombinedPRM, GenerativePRM, RulePRM
 from langchain_toolprm.search import Cost, SearchConfig, SearchResult, TraceNode, run_search
@@ -11,6 +13,7 @@ from langchain_toolprm.tools import ToolSchemaError, ToolSpec, to_tool_specs
 __all__ = [
     "PRM",
     "CombinedPRM",
+    "ContextLengthError",
     "Cost",
     "GenerativePRM",
     "Policy",
@@ -25,6 +28,7 @@ __all__ = [
     "ToolSpec",
     "TraceNode",
     "TransformersPolicy",
+    "UnsupportedContentError",
     "create_toolprm_agent",
     "run_search",
     "to_tool_specs",

@@ -45,7 +45,9 @@ __all__ = ["ToolPRMChatModel"]
 _SEARCH_FIELDS = frozenset(SearchConfig.model_fields)
 # Standard chat-model parameters that mean nothing for a local model; accepted so that code written for
 # hosted models (and `init_chat_model`-style settings) runs unchanged.
-_IGNORED_PARAMS = frozenset({"api_key", "timeout", "max_retries", "base_url", "request_timeout"})
+_IGNORED_PARAMS = frozenset({"api_key", "max_retries", "base_url"})
+# The standard names of a request's time limit; for a local search they set `SearchConfig.time_limit`.
+_TIMEOUT_PARAMS = ("timeout", "request_timeout")
 # Per-call keyword arguments that `_generate` understands besides the search settings.
 _CALL_KWARGS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "model", "temperature", "max_tokens",
                           "search"})
@@ -136,6 +138,9 @@ class ToolPRMChatModel(BaseChatModel):
             Token limit of a text answer.
         stop: list[str] | None
             Stop sequences of a text answer.
+        timeout: float | None
+            Wall-clock seconds for one search (``search.time_limit``); when they run out, the best
+            finished answer is returned, else the half-built call as an invalid tool call.
         include_trace: bool
             Put the whole explored tree in ``response_metadata["toolprm"]["trace"]``.
         max_tool_turns: int | None
@@ -278,6 +283,10 @@ class ToolPRMChatModel(BaseChatModel):
         if not isinstance(values, dict):
             return values
         values = {k: v for k, v in values.items() if k not in _IGNORED_PARAMS}
+        for name in _TIMEOUT_PARAMS:
+            timeout = values.pop(name, None)
+            if timeout is not None:
+                values["time_limit"] = timeout
         if "model" in values:  # the name other chat models use for their model
             if values.get("policy") is not None:
                 raise ValueError("Pass the policy model as policy= or model=, not both.")
@@ -398,7 +407,8 @@ class ToolPRMChatModel(BaseChatModel):
             tools: LangChain tools, functions, pydantic models, TypedDicts, OpenAI tool or function dicts,
                 JSON schemas or BFCL function docs.
             tool_choice: ``None``/``"auto"``, ``"none"``, ``"any"``/``"required"``/``True``, a tool
-                name, or ``{"type": "function", "function": {"name": ...}}``. Enforced by the grammar.
+                name, ``{"type": "function", "function": {"name": ...}}``, or Anthropic's ``{"type": "any"}``
+                forms. Enforced by the grammar.
             parallel_tool_calls: ``False`` allows at most one call per turn.
             strict: Accepted for API compatibility; calls always validate against the schemas.
             **kwargs: Other per-call arguments (search settings such as ``beam_width``).
@@ -484,7 +494,8 @@ class ToolPRMChatModel(BaseChatModel):
         specs = to_tool_specs(kwargs.get("tools") or [])
         tool_choice = kwargs.get("tool_choice")
         _check_tool_choice(tool_choice, [s.name for s in specs])
-        answer_now = (self.max_tool_turns is not None and tool_choice in (None, "auto") and bool(specs)
+        auto = ToolChoice.parse(tool_choice, [s.name for s in specs]).mode == "auto"
+        answer_now = (self.max_tool_turns is not None and auto and bool(specs)
                       and _tool_turns(messages) >= self.max_tool_turns)
         if answer_now:
             tool_choice = "none"
@@ -633,15 +644,18 @@ class ToolPRMChatModel(BaseChatModel):
                 name=result.partial["name"],
                 args=_unfinished_args(result.partial.get("arguments") or {}),
                 id=_call_id(),
-                error="The search stopped before this call was complete: either no valid candidate for its next"
-                      f" step was found (beam_width={request.config.beam_width},"
-                      f" max_value_tokens={request.config.max_value_tokens}) or max_steps={request.config.max_steps}"
-                      " ran out. The arguments are the ones filled so far.",
+                error=result.partial_error or (
+                    f"The search ran out of its time limit (time_limit={request.config.time_limit} s) before this"
+                    " call was complete. The arguments are the ones filled so far." if result.timed_out else
+                    "The search stopped before this call was complete: either no valid candidate for its next"
+                    f" step was found (beam_width={request.config.beam_width},"
+                    f" max_value_tokens={request.config.max_value_tokens}) or max_steps={request.config.max_steps}"
+                    " ran out. The arguments are the ones filled so far."),
             ))
         text = "" if calls else _cut_at_stop(result.text or "", request.stop)
         if calls:
             finish_reason = "tool_calls"
-        elif not result.finished:
+        elif (not result.finished and result.partial_error is None) or result.truncated:
             finish_reason = "length"
         else:
             finish_reason = "stop"
@@ -670,6 +684,7 @@ class ToolPRMChatModel(BaseChatModel):
             "score": result.score,
             "logprob": result.logprob,
             "finished": result.finished,
+            "timed_out": result.timed_out,
             "format": result.format,
             "cost": result.cost.to_dict(),
             "alternatives": [{"calls": a.calls, "score": a.score, "logprob": a.logprob} for a in result.alternatives],

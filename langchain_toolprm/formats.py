@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from langchain_toolprm.grammar import Action, GrammarState, StepTag
 
 __all__ = [
+    "CALL_OPENINGS",
     "FORMATS",
     "FencedJSONFormat",
     "FormatError",
@@ -29,6 +30,12 @@ __all__ = [
     "get_format",
     "parse_calls_lenient",
 ]
+
+
+# The ways a model starts writing a call, whatever its template teaches: tags, a code fence, a bare JSON
+# object or list. A small model asked for one often writes another (Qwen2.5-Coder-0.5B writes bare
+# ``{"name": ...}``), so "call or answer in text?" must count all of them as "call".
+CALL_OPENINGS = ("<tool_call>", "```json", "{", "[")
 
 
 class FormatError(ValueError):
@@ -67,6 +74,11 @@ class ToolCallFormat(ABC):
     @abstractmethod
     def branch(self, index: int) -> str:
         """The short text that commits to writing call number ``index`` (its probability is P(call))."""
+
+    def openings(self) -> tuple[str, ...]:
+        """Texts that start a first call: this format's own opener, then `CALL_OPENINGS`."""
+        own = self.branch(0)
+        return (own, *[o for o in CALL_OPENINGS if not own.startswith(o)])
 
     def call_open(self, index: int, function: str) -> str:
         """Text that opens call number ``index`` up to the first argument."""

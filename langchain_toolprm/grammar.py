@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from langchain_toolprm.tools import ToolSpec
+from langchain_toolprm.tools import ToolSpec, enumerable_values
 
 __all__ = [
     "Action",
@@ -206,7 +206,8 @@ class ToolChoice:
 
         Args:
             choice: ``None``, ``"auto"``, ``"none"``, ``"any"``, ``"required"``, ``True``, a tool name,
-                or ``{"type": "function", "function": {"name": ...}}``.
+                ``{"type": "function", "function": {"name": ...}}`` (OpenAI), or ``{"type": "auto" | "any" |
+                "none"}`` and ``{"type": "tool", "name": ...}`` (Anthropic).
             tool_names: The bound tools, to check a named choice.
 
         Raises:
@@ -222,29 +223,13 @@ class ToolChoice:
         name: Any = choice
         if isinstance(choice, Mapping):
             name = (choice.get("function") or {}).get("name") or choice.get("name")
+            if name is None and choice.get("type") in ("auto", "none", "any", "required"):
+                return cls.parse(choice["type"], tool_names)  # Anthropic's {"type": "any"}
         if isinstance(name, str):
             if name not in tool_names:
                 raise ValueError(f"tool_choice names {name!r}, which is not a bound tool: {list(tool_names)}.")
             return cls("function", name)
         raise ValueError(f"Unsupported tool_choice {choice!r}.")
-
-
-def enumerable_values(schema: Mapping[str, Any]) -> list[Any] | None:
-    """The finite set of values a schema admits, or ``None`` when values must be sampled.
-
-    Enums, constants, booleans and null are finite: the policy scores all of them in one pass
-    instead of sampling, so a rare but right enum member is never missed.
-    """
-    if "enum" in schema:
-        return list(schema["enum"])
-    if "const" in schema:
-        return [schema["const"]]
-    kind = schema.get("type")
-    if kind == "boolean":
-        return [True, False]
-    if kind == "null":
-        return [None]
-    return None
 
 
 @dataclass
@@ -287,8 +272,9 @@ class Grammar:
         if state.closing:
             return Decision(StepTag.FUNC_END, (Action.end_call(),))
         if state.param is not None:
-            schema = self.spec(state.function or "").properties[state.param]
-            values = enumerable_values(schema)
+            spec = self.spec(state.function or "")
+            schema = spec.properties[state.param]
+            values = spec.choices(state.param)
             if values is None:
                 return Decision(StepTag.ARG_VALUE, value_schema=schema, param=state.param)
             return Decision(StepTag.ARG_VALUE, tuple(Action.set_value(v) for v in values), param=state.param)

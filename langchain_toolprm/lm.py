@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["CausalLM", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
+__all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,10 @@ class Draw:
     generator: torch.Generator | None = None
 
 
+class ContextLengthError(ValueError):
+    """A prompt longer than the model can read; the message gives both sizes."""
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     for i in range(n):
@@ -186,6 +190,7 @@ class CausalLM:
         # one lock keeps concurrent searches (abatch, async agents) correct.
         self._lock = threading.RLock()
         self.stop_ids = self._end_of_turn_ids()
+        self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
 
     @classmethod
     def from_pretrained(cls, ref: str, **kwargs: Any) -> CausalLM:
@@ -226,6 +231,13 @@ class CausalLM:
             if isinstance(token_id, int) and token_id in self.stop_ids:
                 return token
         return self.tokenizer.eos_token or ""
+
+    @property
+    def max_context(self) -> int | None:
+        """The most tokens the model reads: its position limit, or the tokenizer's if smaller; ``None`` if unknown."""
+        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        known = [int(v) for v in limits if isinstance(v, int | float) and 0 < v < 10**8]
+        return min(known) if known else None
 
     def single_token_id(self, text: str) -> int | None:
         """The id of ``text`` if it is exactly one token, else ``None``."""
@@ -274,6 +286,13 @@ class CausalLM:
         ids = self.encode(text)
         if not ids:
             raise ValueError("Cannot encode an empty prompt.")
+        limit = self.max_context
+        if limit is not None and len(ids) >= limit:
+            raise ContextLengthError(
+                f"The prompt is {len(ids):,} tokens, but {self.name} reads at most {limit:,} (prompt and answer"
+                " together). Bind fewer tools, shorten their descriptions or the conversation, or use a model"
+                " with a longer context."
+            )
         with self._lock:
             cache = self._cache([], 0, 1)
             hidden = self._hidden(self._torch.tensor([ids]), cache, usage)
@@ -422,6 +441,29 @@ class CausalLM:
             hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
         last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
         return self._logits(last)[:, list(token_ids)]
+
+    def opening_logprob(self, base: Prefix, openings: Sequence[str]) -> float:
+        r"""Log-probability that the next token after ``base`` begins one of ``openings``.
+
+        A token counts when its text (leading whitespace aside) starts with an opening or is the start
+        of one: ``{"`` and ``{\n`` both open ``{``, and ``<`` may open ``<tool_call>``. Read off the
+        cached last hidden state, so it costs one output-head product and no forward pass.
+        """
+        key = tuple(openings)
+        with self._lock:
+            mask = self._opening_masks.get(key)
+            if mask is None:
+                mask = self._opening_masks[key] = self._opening_mask(key)
+        logprobs = self._torch.log_softmax(self._logits(base.last_hidden[None])[0], -1)
+        return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
+
+    def _opening_mask(self, openings: tuple[str, ...]) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))], skip_special_tokens=False)
+        flags = []
+        for text in texts:
+            text = text.lstrip()
+            flags.append(bool(text) and any(text.startswith(o) or o.startswith(text) for o in openings))
+        return self._torch.tensor(flags, dtype=self._torch.bool, device=self.device)
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(

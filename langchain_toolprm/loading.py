@@ -6,6 +6,7 @@ share one copy in memory.
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import lru_cache
 from typing import Any
@@ -45,6 +46,16 @@ def load_policy(policy: Policy | str) -> Policy:
         return _policy(policy)
 
 
+def _check_prm_name(ref: str) -> None:
+    """Refuse a short PRM name that names nothing (``"rulez"``) at once, listing the names there are."""
+    from langchain_toolprm.models import ModelLoadError, short_model_names, unknown_name_message
+    from langchain_toolprm.prm.adapters import DEFAULT_PRM
+
+    known = ["rules", DEFAULT_PRM, *short_model_names()]
+    if "/" not in ref and "\\" not in ref and ref.strip().lower() not in known and not os.path.exists(ref):
+        raise ModelLoadError(unknown_name_message(ref, known, "PRM"))
+
+
 def load_prm(prm: PRM | str | None) -> PRM | None:
     """A PRM object from an object, a reference string or ``None``.
 
@@ -57,6 +68,7 @@ def load_prm(prm: PRM | str | None) -> PRM | None:
         raise TypeError(
             f"prm must be a PRM, a model reference string, 'default', 'rules' or None, got {type(prm).__name__}."
         )
+    _check_prm_name(prm)
     with _lock:
         return _prm(prm)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-__all__ = ["ChatMessage", "last_user_text", "to_chat_messages"]
+__all__ = ["ChatMessage", "UnsupportedContentError", "last_user_text", "to_chat_messages"]
 
 ChatMessage = dict[str, Any]
 
@@ -20,16 +20,54 @@ _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assi
           "developer": "system", "tool": "tool", "function": "tool"}
 
 
-def _text(content: Any) -> str:
-    """Flatten LangChain content blocks to text; non-text blocks cannot reach a text-only model."""
+class UnsupportedContentError(ValueError):
+    """Message content a text-only model cannot read (an image, audio, a file); the message names it."""
+
+
+# Blocks whose text is read as written (LangChain standard, OpenAI Responses and plain-text file forms).
+_TEXT_BLOCKS = {"text", "text-plain", "input_text", "output_text"}
+# Assistant blocks the prompt carries elsewhere or never shows: calls travel in ``tool_calls``, reasoning
+# is the model's own scratch work.
+_ASSISTANT_ONLY = {"tool_use", "tool_call", "server_tool_call", "server_tool_result", "invalid_tool_call",
+                   "reasoning", "thinking", "redacted_thinking"}
+
+
+def _text(content: Any, role: str) -> str:
+    """Flatten LangChain content (a string or a list of blocks) to the text the model reads.
+
+    Text blocks keep their text and JSON blocks become JSON text, so a tool result in any form reaches
+    the prompt. Nothing else is dropped silently: a block a text-only model cannot read (an image, audio,
+    a file) raises, naming the block type and the message's role.
+
+    Raises:
+        UnsupportedContentError: A block is not text, JSON, or an assistant's call or reasoning.
+
+    """
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
+    if isinstance(content, Mapping):
+        content = [content]
     parts = []
-    for block in content or []:
+    for block in content:
         if isinstance(block, str):
             parts.append(block)
-        elif isinstance(block, Mapping) and block.get("type") == "text":
+            continue
+        if not isinstance(block, Mapping):
+            raise UnsupportedContentError(f"Cannot read {role} content {block!r}: expected text or content blocks.")
+        kind = block.get("type")
+        if kind in _TEXT_BLOCKS or (kind is None and isinstance(block.get("text"), str)):
             parts.append(str(block.get("text", "")))
+        elif kind == "json":
+            parts.append(json.dumps(block.get("json"), ensure_ascii=False))
+        elif kind in _ASSISTANT_ONLY and role == "assistant":
+            continue
+        else:
+            raise UnsupportedContentError(
+                f"A {role} message holds a content block of type {kind!r}, which a text-only model cannot read;"
+                " give it as text (or a 'json' block), or describe it in words."
+            )
     return "".join(parts)
 
 
@@ -44,28 +82,28 @@ def _template_call(name: str, args: Any, call_id: str | None) -> dict[str, Any]:
 
 def _from_langchain(message: BaseMessage) -> ChatMessage:
     if isinstance(message, ToolMessage):
-        return {"role": "tool", "content": _text(message.content), "tool_call_id": message.tool_call_id,
+        return {"role": "tool", "content": _text(message.content, "tool"), "tool_call_id": message.tool_call_id,
                 "name": message.name}
     if isinstance(message, AIMessage):
-        out: ChatMessage = {"role": "assistant", "content": _text(message.content)}
+        out: ChatMessage = {"role": "assistant", "content": _text(message.content, "assistant")}
         if message.tool_calls:
             out["tool_calls"] = [_template_call(c["name"], c["args"], c.get("id")) for c in message.tool_calls]
         return out
     if isinstance(message, SystemMessage):
-        return {"role": "system", "content": _text(message.content)}
+        return {"role": "system", "content": _text(message.content, "system")}
     if isinstance(message, HumanMessage):
-        return {"role": "user", "content": _text(message.content)}
+        return {"role": "user", "content": _text(message.content, "user")}
     role = _ROLES.get(message.type)
     if role is None:
         raise ValueError(f"Unsupported message type {message.type!r}.")
-    return {"role": role, "content": _text(message.content)}
+    return {"role": role, "content": _text(message.content, role)}
 
 
 def _from_dict(message: Mapping[str, Any]) -> ChatMessage:
     role = _ROLES.get(str(message.get("role", "")))
     if role is None:
         raise ValueError(f"Message {dict(message)!r} has no known role (user, assistant, system, tool).")
-    out: ChatMessage = {"role": role, "content": _text(message.get("content"))}
+    out: ChatMessage = {"role": role, "content": _text(message.get("content"), role)}
     calls = message.get("tool_calls")
     if calls:
         out["tool_calls"] = [
@@ -92,6 +130,7 @@ def to_chat_messages(messages: str | Sequence[BaseMessage | Mapping[str, Any] | 
 
     Raises:
         ValueError: A message has an unknown role or type.
+        UnsupportedContentError: A message holds content a text-only model cannot read (an image block).
 
     """
     if isinstance(messages, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -23,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -30,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +45,8 @@ __all__ = [
     "default_cache_dir",
     "load_causal_lm",
     "resolve_model",
+    "short_model_names",
+    "unknown_name_message",
 ]
 
 logger = logging.getLogger(__name__)
@@ -224,6 +229,61 @@ def _packaged_names() -> str:
     return ", ".join(sorted(PACKAGED_MODELS))
 
 
+def unknown_name_message(ref: str, names: list[str], what: str) -> str:
+    """The error for a short name that names nothing: the valid names, and the likeliest meant one."""
+    close = difflib.get_close_matches(ref.lower(), names, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"{ref!r} is not a {what} name ({', '.join(repr(n) for n in names)}) nor a local file or folder.{hint}"
+        " Hub ids take the form 'owner/name', such as 'Qwen/Qwen2.5-0.5B-Instruct'."
+    )
+
+
+def short_model_names() -> list[str]:
+    """Every packaged model name and alias, the only short (namespace-free) model names there are."""
+    return sorted({n for m in PACKAGED_MODELS.values() for n in (m.name, *m.aliases)})
+
+
+_TRUE = {"1", "on", "yes", "true"}
+
+
+def _hub_online(repo_id: str) -> bool:
+    """Whether to reach the hub for ``repo_id`` (``False``: its files are in the local hub cache; use them).
+
+    Without this check an offline machine spends about 50 s in HTTP retries before the error: with
+    ``HF_HUB_OFFLINE`` set, or when the hub's host does not answer a connection within two seconds,
+    a repo that is not cached fails at once.
+
+    Raises:
+        ModelLoadError: The hub cannot be reached and the repo is not in the local cache.
+
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    offline = any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    if offline:
+        if cached:
+            return False
+        raise ModelLoadError(
+            f"{repo_id!r} is not in the local hub cache, and HF_HUB_OFFLINE is set, so it cannot be downloaded."
+            f" Pass a local folder, a .gguf file or a packaged model name ({_packaged_names()}), or unset"
+            " HF_HUB_OFFLINE."
+        )
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=2).close()
+    except OSError as error:
+        if cached:
+            return False
+        raise ModelLoadError(
+            f"{repo_id!r} is not a local file or folder nor a packaged model ({_packaged_names()}), and the"
+            f" Hugging Face hub at {endpoint.geturl()} cannot be reached to download it ({error})."
+        ) from error
+    return True
+
+
 def _locate(ref: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> Path | str:
     """Resolve a reference to a local folder (converting GGUF files on first use) or a hub id string.
 
@@ -265,6 +325,8 @@ def _locate(ref: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | Non
             f"No such file or folder: {os.fspath(ref)!r}. Pass an existing .gguf file or model folder,"
             f" a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct', or a packaged model name ({_packaged_names()})."
         )
+    if "/" not in ref.strip():  # a short name: packaged names are the only short names there are
+        raise ModelLoadError(unknown_name_message(ref.strip(), short_model_names(), "packaged model"))
     return ref.strip()
 
 
@@ -301,12 +363,14 @@ def resolve_model(ref: str | os.PathLike[str], *, cache_dir: str | os.PathLike[s
 
 def _download_hub(repo_id: str) -> Path:
     """Fetch a hub repo's config, tokenizer and weights; fall back to ``*.bin`` weights if needed."""
+    local = not _hub_online(repo_id)
     try:
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS))
+        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=local))
         if not any(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(repo_id, allow_patterns=[*_HUB_PATTERNS, "*.bin"]))
+            folder = Path(snapshot_download(repo_id, allow_patterns=[*_HUB_PATTERNS, "*.bin"],
+                                            local_files_only=local))
     except Exception as error:
         raise ModelLoadError(
             f"{repo_id!r} is not a local file or folder nor a packaged model ({_packaged_names()}), and"
@@ -583,6 +647,20 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _check_device(device: str) -> None:
+    """Refuse a device this torch cannot use before any loading, rather than with torch's error after it."""
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        cuda = torch.version.cuda
+        build = "a CPU-only build" if cuda is None else f"built for CUDA {cuda}, but no GPU is visible"
+        raise ModelLoadError(f"device={device!r} was asked, but this torch ({torch.__version__}) is {build}."
+                             " Pass device='cpu', or install a CUDA build of torch.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device={device!r} was asked, but MPS is not available here. Pass device='cpu'.")
+
+
 def load_causal_lm(
     ref: str | os.PathLike[str],
     *,
@@ -613,12 +691,14 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = _torch_dtype(dtype)
-    located = _locate(ref, cache_dir)
     target = device or _default_device()
+    _check_device(target)
+    located = _locate(ref, cache_dir)
+    local = isinstance(located, str) and not _hub_online(located)
     started = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(located)
-        model = AutoModelForCausalLM.from_pretrained(located, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(located, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(located, dtype=torch_dtype, local_files_only=local)
     except Exception as error:
         where = (
             f"the folder {str(located)!r}"

@@ -23,6 +23,7 @@ __all__ = [
     "ToolSchemaError",
     "ToolSpec",
     "bfcl_function_to_openai",
+    "enumerable_values",
     "to_tool_specs",
 ]
 
@@ -86,6 +87,18 @@ class ToolSpec:
     def value_is_valid(self, param: str, value: Any) -> bool:
         """Whether ``value`` satisfies the schema of ``param``."""
         return self._validators[param].is_valid(value)
+
+    @cached_property
+    def _choices(self) -> dict[str, list[Any] | None]:
+        return {name: _valid_choices(schema) for name, schema in self.properties.items()}
+
+    def choices(self, param: str) -> list[Any] | None:
+        """The values of ``param`` to enumerate, each valid under its whole schema; ``None`` to sample.
+
+        An enum member that breaks another keyword (``{"type": "string", "enum": ["a", 1]}``) is left
+        out here, so the grammar never offers a value that fails validation.
+        """
+        return self._choices[param]
 
     def argument_errors(self, arguments: Mapping[str, Any]) -> list[str]:
         """Every way ``arguments`` break the schema (unknown names, missing required, bad values)."""
@@ -170,6 +183,7 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
         )
     parameters.setdefault("type", "object")
     parameters.setdefault("properties", {})
+    parameters = _inline_refs(tool, parameters)
     if parameters["type"] != "object":
         raise ToolSchemaError(f"Tool {tool!r}: parameters must have type 'object', got {parameters['type']!r}.")
     properties = parameters["properties"]
@@ -184,8 +198,12 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
             Draft202012Validator.check_schema(dict(schema))
         except SchemaError as exc:
             raise ToolSchemaError(f"{where}: invalid JSON schema: {exc.message}") from exc
-        if "$ref" in json.dumps(schema):
+        if _has_ref(schema):
             raise ToolSchemaError(f"{where}: unresolved '$ref' in the schema; inline the referenced definition.")
+        reason = _unsatisfiable(schema)
+        if reason is not None:
+            raise ToolSchemaError(f"{where}: no value can satisfy the schema ({reason}); no valid call could be"
+                                  " written with it.")
     required = parameters.get("required", [])
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         raise ToolSchemaError(f"Tool {tool!r}: 'required' must be a list of parameter names.")
@@ -193,6 +211,138 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
     if unknown:
         raise ToolSchemaError(f"Tool {tool!r}: required parameter(s) {unknown} are not in 'properties'.")
     return parameters
+
+
+def enumerable_values(schema: Mapping[str, Any]) -> list[Any] | None:
+    """The finite set of values a schema names, or ``None`` when values must be sampled.
+
+    Enums, constants, booleans and null are finite: the policy scores all of them in one pass
+    instead of sampling, so a rare but right enum member is never missed. The members are as
+    written; `ToolSpec.choices` keeps those that validate.
+    """
+    if "enum" in schema:
+        return list(schema["enum"])
+    if "const" in schema:
+        return [schema["const"]]
+    kind = schema.get("type")
+    if kind == "boolean":
+        return [True, False]
+    if kind == "null":
+        return [None]
+    return None
+
+
+def _valid_choices(schema: Mapping[str, Any]) -> list[Any] | None:
+    values = enumerable_values(schema)
+    if values is None:
+        return None
+    validator = Draft202012Validator(dict(schema))
+    return [v for v in values if validator.is_valid(v)]
+
+
+# Lower and upper bounds that leave no value between them when the lower one is larger.
+_BOUNDS = (("minLength", "maxLength"), ("minItems", "maxItems"), ("minProperties", "maxProperties"),
+           ("minimum", "maximum"), ("exclusiveMinimum", "maximum"), ("minimum", "exclusiveMaximum"),
+           ("exclusiveMinimum", "exclusiveMaximum"))
+
+
+def _unsatisfiable(schema: Mapping[str, Any]) -> str | None:
+    """Why no JSON value can satisfy ``schema``, for the contradictions a tool author can write by mistake.
+
+    Finite choices are checked exactly (every enum member and constant against the whole schema); free
+    values for crossed bounds, an empty type list, and required parts (object properties, array items
+    when at least one is needed, all branches of ``anyOf``/``oneOf``) that are unsatisfiable themselves.
+    ``None`` when no contradiction is found.
+    """
+    choices = _valid_choices(schema)
+    if choices is not None:
+        if not choices:
+            members = enumerable_values(schema)
+            return "an empty enum" if not members else f"none of {members!r} is valid under the other keywords"
+        return None
+    if schema.get("type") == []:
+        return "an empty type list"
+    for low, high in _BOUNDS:
+        a, b = schema.get(low), schema.get(high)
+        crossed = isinstance(a, int | float) and isinstance(b, int | float) and (
+            a > b or (a == b and "exclusive" in low + high))
+        if crossed:
+            return f"{low} {a} is above {high} {b}"
+    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    for name in schema.get("required") or []:
+        sub = properties.get(name)
+        if isinstance(sub, Mapping) and (reason := _unsatisfiable(sub)) is not None:
+            return f"required property {name!r}: {reason}"
+    items = schema.get("items")
+    if isinstance(items, Mapping) and (schema.get("minItems") or 0) > 0 and (reason := _unsatisfiable(items)):
+        return f"items: {reason}"
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            reasons = [_unsatisfiable(b) if isinstance(b, Mapping) else None for b in branches]
+            if all(r is not None for r in reasons):
+                return f"every branch of {key}: {'; '.join(r for r in reasons if r)}"
+    return None
+
+
+# Keywords whose values are data, and keywords that map names (not keywords) to schemas.
+_VALUE_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
+_NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+
+
+def _has_ref(node: Any) -> bool:
+    """Whether a ``$ref`` keyword occurs anywhere in ``node`` (as a key, not inside a value such as an enum)."""
+    if isinstance(node, list):
+        return any(_has_ref(v) for v in node)
+    if not isinstance(node, Mapping):
+        return False
+    for key, value in node.items():
+        if key == "$ref":
+            return True
+        if key in _NAME_MAPS and isinstance(value, Mapping):  # keys there are names, not keywords
+            if any(_has_ref(sub) for sub in value.values()):
+                return True
+        elif key not in _VALUE_KEYWORDS and _has_ref(value):
+            return True
+    return False
+
+
+def _inline_refs(tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Replace local references (``{"$ref": "#/$defs/Point"}``, as MCP tools write them) by what they name.
+
+    The grammar walks each parameter's schema on its own, so a reference into the tool's ``$defs``
+    must be resolved here; the definitions then leave the schema. A recursive definition cannot be
+    inlined and is refused, as is a reference that is not local.
+    """
+    if not _has_ref(parameters):
+        return parameters
+
+    def resolve(node: Any, trail: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [resolve(item, trail) for item in node]
+        if not isinstance(node, Mapping):
+            return node
+        ref = node.get("$ref")
+        rest = {
+            k: {name: resolve(sub, trail) for name, sub in v.items()} if k in _NAME_MAPS and isinstance(v, Mapping)
+            else v if k in _VALUE_KEYWORDS else resolve(v, trail)
+            for k, v in node.items() if k not in ("$ref", "$defs", "definitions")
+        }
+        if ref is None:
+            return rest
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            raise ToolSchemaError(f"Tool {tool!r}: only local '$ref's (#/...) can be inlined, got {ref!r}.")
+        if ref in trail:
+            raise ToolSchemaError(f"Tool {tool!r}: '$ref' {ref!r} is recursive; such a schema cannot be inlined.")
+        target: Any = parameters
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            if not isinstance(target, Mapping) or part not in target:
+                raise ToolSchemaError(f"Tool {tool!r}: '$ref' {ref!r} names no definition in the schema.")
+            target = target[part]
+        return {**resolve(target, (*trail, ref)), **rest}
+
+    return resolve(parameters, ())
 
 
 def _check_types(where: str, schema: Mapping[str, Any]) -> None:

@@ -168,10 +168,10 @@ def test_unknown_call_argument_is_an_error(model: ToolPRMChatModel) -> None:
 
 
 def test_text_answer_without_tools(model: ToolPRMChatModel) -> None:
-    message = model.invoke("hello")
+    message = model.invoke("hello", max_tokens=1)
     assert isinstance(message, AIMessage)
     assert isinstance(message.content, str) and not message.tool_calls
-    assert message.response_metadata["finish_reason"] == "stop"
+    assert message.response_metadata["finish_reason"] == "length"  # one token cannot end the answer
     assert message.response_metadata["model_name"] == model.model_name
     usage = message.usage_metadata
     assert usage is not None and usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0
@@ -497,3 +497,34 @@ def test_max_tool_turns_answers_in_text(model: ToolPRMChatModel, scripted_prm: A
     assert eager.bind_tools([set_light], tool_choice="any").invoke(history).tool_calls
     # A new user message starts a new count.
     assert eager.bind_tools([set_light]).invoke([*history, AIMessage("Done."), HumanMessage("Bedroom too")]).tool_calls
+
+
+def test_a_call_written_as_the_text_answer_is_a_tool_call() -> None:
+    from unit_tests.engine_fakes import TargetPolicy
+
+    text = '{"name": "get_weather", "arguments": {"city": "Tokyo"}}'
+    model = ToolPRMChatModel(policy=TargetPolicy([], free_text=text), strategy="greedy")
+    message = model.bind_tools([get_weather]).invoke("Weather in Tokyo?")
+    answer = ToolPRMChatModel(policy=TargetPolicy([], free_text="Sunny."), strategy="greedy").invoke("Weather?")
+    assert answer.content == "Sunny." and answer.response_metadata["finish_reason"] == "stop"
+    assert message.content == "" and [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("get_weather", {"city": "Tokyo"})]
+    assert message.response_metadata["finish_reason"] == "tool_calls"
+    bad = ToolPRMChatModel(policy=TargetPolicy([], free_text=text.replace("Tokyo", "Oslo")), strategy="greedy")
+    message = bad.bind_tools([get_weather]).invoke("Weather in Oslo?")
+    assert message.content == "" and not message.tool_calls
+    [invalid] = message.invalid_tool_calls
+    assert invalid["name"] == "get_weather" and "does not validate" in (invalid["error"] or "")
+    assert "Oslo" in (invalid["error"] or "") and message.response_metadata["finish_reason"] == "stop"
+
+
+def test_timeout_is_the_search_time_limit(tiny_model_dir: Path) -> None:
+    model = ToolPRMChatModel(policy=str(tiny_model_dir), timeout=1e-9, **FAST)
+    assert model.search.time_limit == 1e-9
+    assert ToolPRMChatModel(policy="p", request_timeout=3).search.time_limit == 3
+    assert ToolPRMChatModel(policy="p", timeout=None).search.time_limit is None
+    message = model.bind_tools([set_light], tool_choice="any").invoke("kitchen light on")
+    assert not message.tool_calls and message.response_metadata["finish_reason"] == "length"
+    assert message.response_metadata["toolprm"]["timed_out"] is True
+    answer = model.invoke("hello")
+    assert answer.content == "" and answer.response_metadata["finish_reason"] == "length"

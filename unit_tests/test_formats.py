@@ -77,3 +77,13 @@ def test_detect_and_get():
     assert get_format("fenced_json", "<e>").end_of_turn == "<e>"
     with pytest.raises(ValueError, match="Unknown tool-call format"):
         get_format("xml")
+
+
+def test_openings_lead_with_the_format_and_cover_every_way_to_start_a_call():
+    from langchain_toolprm.formats import CALL_OPENINGS, FencedJSONFormat, HermesFormat, JSONListFormat
+
+    assert HermesFormat().openings() == ("<tool_call>", "```json", "{", "[")
+    assert FencedJSONFormat().openings() == ("```json", "<tool_call>", "{", "[")
+    assert JSONListFormat().openings() == ("[{", "<tool_call>", "```json", "{")
+    for fmt in (HermesFormat(), FencedJSONFormat(), JSONListFormat()):
+        assert all(any(o.startswith(c) or c.startswith(o) for o in fmt.openings()) for c in CALL_OPENINGS)

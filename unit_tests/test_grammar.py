@@ -90,3 +90,25 @@ def test_actions_for_calls_round_trip_and_rejects():
     assert g.actions_for_calls([{"name": "get_weather", "arguments": {"unit": "k", "city": "x"}}]) is None
     assert g.actions_for_calls([{"name": "get_weather", "arguments": {}}]) is None
     assert g.actions_for_calls([]) == [Action.finish()]
+
+
+def test_enumerated_values_are_only_those_that_validate():
+    (spec,) = to_tool_specs([{"name": "f", "parameters": {"type": "object", "properties": {
+        "p": {"type": "string", "enum": ["a", 1, "bb"], "minLength": 2}}, "required": ["p"]}}])
+    g = Grammar([spec], ToolChoice("required"))
+    state = g.apply(g.apply(g.initial(), Action.call("f")), Action.arg("p"))
+    decision = g.decision(state)
+    assert [a.value for a in decision.actions] == ["bb"] and decision.forced
+    assert not g.is_legal(state, Action.set_value(1)) and not g.is_legal(state, Action.set_value("a"))
+
+
+def test_anthropic_tool_choice_dicts():
+    names = ["get_weather", "ping"]
+    assert ToolChoice.parse({"type": "any"}, names) == ToolChoice("required")
+    assert ToolChoice.parse({"type": "auto"}, names) == ToolChoice("auto")
+    assert ToolChoice.parse({"type": "none"}, names) == ToolChoice("none")
+    assert ToolChoice.parse({"type": "tool", "name": "ping"}, names) == ToolChoice("function", "ping")
+    with pytest.raises(ValueError, match="not a bound tool"):
+        ToolChoice.parse({"type": "tool", "name": "nope"}, names)
+    with pytest.raises(ValueError, match="Unsupported"):
+        ToolChoice.parse({"type": "sometimes"}, names)

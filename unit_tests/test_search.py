@@ -1,10 +1,13 @@
+from typing import ClassVar
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
 from langchain_toolprm.tools import to_tool_specs
-from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy, UnsureOfRightStepsPRM
+from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy, TargetSession, UnsureOfRightStepsPRM
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
@@ -156,3 +159,112 @@ def test_every_finished_beam_validates(tools, seed, strategy):
     for outcome in [result.calls, *[a.calls for a in result.alternatives]] if result.finished else []:
         for call in outcome:
             assert specs[call["name"]].argument_errors(call["arguments"]) == []
+
+
+class _BareJSONSession(TargetSession):
+    """Writes its calls as bare JSON: at the start of the answer it opens ``{`` far more often than ``<tool_call>``."""
+
+    FIRST: ClassVar[dict[str, float]] = {"{": -0.3, "<": -2.3, "`": -4.0, "[": -5.0}
+
+    def token_logprobs(self, items):
+        out = []
+        for text, cont in items:
+            if text == "" and cont[:1] in self.FIRST:
+                out.append([self.FIRST[cont[0]]] + [-0.1] * (len(cont) > 1))
+            else:
+                out.append([-0.1] if self.target.startswith(text + cont) else [-3.0, -1.0])
+        return out
+
+
+class _BareJSONPolicy(TargetPolicy):
+    def session(self, messages, specs, *, seed=None):
+        from unit_tests.engine_fakes import target_text
+
+        return _BareJSONSession(target_text(self.fmt, self.calls), self.fmt, **self.kwargs)
+
+
+def test_a_call_opened_as_bare_json_counts_as_a_call():
+    # P("<tool_call>") is 0.1 and P("{") 0.74: answering in text must not get the 0.9 that "<tool_call>" leaves
+    for strategy in ("greedy", "beam"):
+        result = run_search(Q, TOOLS, policy=_BareJSONPolicy(TARGET), config=SearchConfig(strategy=strategy))
+        assert result.calls == TARGET, strategy
+        first = {n.text: n.logprob for n in result.trace.children}  # the first slot: call or answer in text
+        assert first["call get_weather"] > first["finish"]
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    'Sure:\n```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+])
+def test_a_text_answer_that_is_a_call_becomes_the_call(text):
+    # the policy likes no call opening (so the search answers in text), then writes its call as the answer
+    result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text=text), config=SearchConfig(answer_in_text=True))
+    assert result.calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}] and result.text is None
+
+
+def test_a_text_answer_that_is_an_invalid_call_is_not_the_answer():
+    text = '{"name": "get_weather", "arguments": {"city": 7, "unit": "kelvin"}}'
+    result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text=text), config=SearchConfig(answer_in_text=True))
+    assert result.calls == [] and result.text is None and not result.finished
+    assert result.partial == {"name": "get_weather", "arguments": {"city": 7, "unit": "kelvin"}}
+    assert "city" in result.partial_error and "unit" in result.partial_error
+
+
+def test_a_text_answer_stays_text_when_no_call_is_allowed_or_it_names_no_tool():
+    call = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text=call), tool_choice="none",
+                        config=SearchConfig(answer_in_text=True))
+    assert result.text == call and result.calls == []
+    other = '{"name": "book_flight", "arguments": {}}'
+    result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text=other), config=SearchConfig(answer_in_text=True))
+    assert result.text == other and result.calls == []
+
+
+class _Clock:
+    """A clock that moves only when a search round ends, so time limits are tested without timing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.rounds = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, round_, nodes) -> None:
+        self.rounds += 1
+        self.now += 1.0
+
+
+@pytest.mark.parametrize("strategy", ["beam", "greedy"])
+def test_time_limit_ends_the_search_within_one_round(monkeypatch, strategy):
+    import time
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    config = SearchConfig(strategy=strategy, time_limit=2.5)
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), tool_choice="required", config=config,
+                        on_step=clock.tick)
+    assert clock.rounds == 3  # rounds start at t=0, 1, 2; none starts at t=3, past the limit
+    assert result.timed_out and not result.finished and result.calls == []
+    assert result.partial is not None and result.partial["name"] == "get_weather"
+    unlimited = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), tool_choice="required",
+                           config=SearchConfig(strategy=strategy))
+    assert not unlimited.timed_out and unlimited.calls == TARGET
+
+
+def test_time_limit_keeps_the_best_finished_answer(monkeypatch):
+    import time
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    # the policy likes answering in text best: that beam finishes in the first round, the call beams do not
+    config = SearchConfig(time_limit=1.5, answer_in_text=True)
+    result = run_search(Q, TOOLS, policy=TargetPolicy([], free_text="Hi."), config=config, on_step=clock.tick)
+    assert result.timed_out and result.finished and result.calls == []
+    assert result.text == "" and result.truncated  # no text answer is started once the time is up
+
+
+def test_required_call_without_tools_is_an_error():
+    with pytest.raises(ValueError, match="no tools"):
+        run_search(Q, [], policy=TargetPolicy(TARGET), tool_choice="required")

@@ -159,3 +159,26 @@ def test_template_without_tools_gets_a_tool_system_prompt(tmp_path):
     specs = to_tool_specs(TOOLS)
     prompt = policy.render_prompt([{"role": "user", "content": Q}], specs)
     assert '"get_weather"' in prompt and '"multiply"' in prompt and Q in prompt
+
+
+def test_opening_mass_counts_every_token_that_opens_a_call(lm):
+    """P(call) at the answer's start sums every token that starts an opening, not one spelling of it."""
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    probs = torch.softmax(lm._logits(root.last_hidden[None])[0], -1)
+    texts = [lm.decode([i]).lstrip() for i in range(len(lm.tokenizer))]
+    braces = [i for i, t in enumerate(texts) if t.startswith("{")]
+    assert len(braces) > 1  # "{" and longer tokens such as '{"' exist in the tiny vocabulary
+    assert math.exp(lm.opening_logprob(root, ["{"])) == pytest.approx(float(probs[braces].sum()), rel=1e-4)
+    every = math.exp(lm.opening_logprob(root, ["<tool_call>", "```json", "{", "["]))
+    single = math.exp(lm.token_logprobs(root, ["<tool_call>"])[0][0])
+    assert single < every <= 1.0
+
+
+def test_a_prompt_longer_than_the_context_is_refused(tiny_policy):
+    from langchain_toolprm.lm import ContextLengthError
+
+    tools = [{"name": f"tool_{i}", "description": "does things " * 10, "parameters": {"type": "object", "properties": {
+        "x": {"type": "string", "description": "a value"}}}} for i in range(100)]
+    assert tiny_policy.lm.max_context == 2048
+    with pytest.raises(ContextLengthError, match=r"The prompt is [\d,]+ tokens, but .* reads at most 2,048"):
+        run_search("hello", tools, policy=tiny_policy, config=SearchConfig(strategy="greedy"))

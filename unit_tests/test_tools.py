@@ -117,3 +117,89 @@ def test_flat_parameter_maps_are_refused_not_dropped():
     flat = {"name": "add", "description": "Add.", "parameters": {"a": {"type": "int"}, "b": {"type": "int"}}}
     with pytest.raises(ToolSchemaError, match=r"'add'.*flat"):
         to_tool_specs([flat])
+
+
+def _tool(schema, name="f"):
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {"p": schema}, "required": ["p"]}}}
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ({"type": "string", "enum": ["a", 1]}, ["a"]),
+        ({"type": "string", "enum": ["a", "bb"], "minLength": 2}, ["bb"]),
+        ({"type": "integer", "enum": [1, 2.5, "3", True]}, [1]),
+        ({"type": "boolean", "const": True}, [True]),
+        ({"enum": [{"x": 1}, {"x": "no"}], "items": {}, "properties": {"x": {"type": "integer"}}}, [{"x": 1}]),
+    ],
+)
+def test_enumerated_choices_validate_under_the_whole_schema(schema, expected):
+    (spec,) = to_tool_specs([_tool(schema)])
+    assert spec.choices("p") == expected
+    assert all(spec.value_is_valid("p", v) for v in spec.choices("p"))
+
+
+@pytest.mark.parametrize(
+    ("schema", "needle"),
+    [
+        ({"type": "integer", "const": "x"}, "none of ['x']"),
+        ({"enum": []}, "empty enum"),
+        ({"type": "string", "enum": ["a"], "minLength": 2}, "none of ['a']"),
+        ({"type": "string", "minLength": 3, "maxLength": 2}, "minLength 3 is above maxLength 2"),
+        ({"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 1}, "exclusiveMinimum"),
+        ({"type": "object", "properties": {"q": {"enum": []}}, "required": ["q"]}, "required property 'q'"),
+        ({"type": "array", "items": {"const": 1, "type": "string"}, "minItems": 1}, "items"),
+        ({"anyOf": [{"enum": []}, {"type": "integer", "const": "y"}]}, "every branch of anyOf"),
+    ],
+)
+def test_unsatisfiable_schemas_are_refused_naming_tool_and_parameter(schema, needle):
+    with pytest.raises(ToolSchemaError) as err:
+        to_tool_specs([_tool(schema, name="weird")])
+    assert "'weird', parameter 'p'" in str(err.value) and needle in str(err.value)
+
+
+def test_satisfiable_look_alikes_are_accepted():
+    for schema in ({"type": "array", "items": {"enum": []}},  # the empty list is valid
+                   {"type": "number", "minimum": 1, "maximum": 1},
+                   {"anyOf": [{"enum": []}, {"type": "string"}]}):
+        to_tool_specs([_tool(schema)])
+
+
+def test_local_refs_are_inlined():
+    parameters = {
+        "type": "object",
+        "$defs": {"Point": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
+                  "Unit": {"enum": ["m", "ft"]}},
+        "properties": {"at": {"$ref": "#/$defs/Point", "description": "where"},
+                       "path": {"type": "array", "items": {"$ref": "#/$defs/Point"}},
+                       "unit": {"$ref": "#/$defs/Unit"}},
+        "required": ["at"],
+    }
+    (spec,) = to_tool_specs([{"type": "function", "function": {"name": "go", "parameters": parameters}}])
+    assert spec.properties["at"] == {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"],
+                                     "description": "where"}
+    assert spec.properties["path"]["items"]["required"] == ["x"]
+    assert spec.choices("unit") == ["m", "ft"]
+    assert "$defs" not in spec.parameters and "$ref" not in str(spec.parameters)
+    assert spec.value_is_valid("at", {"x": 1}) and not spec.value_is_valid("at", {"x": "1"})
+
+
+@pytest.mark.parametrize(
+    ("ref", "needle"),
+    [("#/$defs/Node", "recursive"), ("#/$defs/Missing", "names no definition"), ("other.json#/a", "only local")],
+)
+def test_refs_that_cannot_be_inlined_are_refused(ref, needle):
+    parameters = {"type": "object", "$defs": {"Node": {"type": "object", "properties": {
+        "next": {"$ref": "#/$defs/Node"}}}}, "properties": {"n": {"$ref": ref}}}
+    with pytest.raises(ToolSchemaError, match=needle):
+        to_tool_specs([{"type": "function", "function": {"name": "go", "parameters": parameters}}])
+
+
+def test_ref_as_a_value_or_a_name_is_not_a_reference():
+    schema = {"type": "object", "properties": {"$ref": {"type": "string", "enum": ["$ref", "#/x"]}},
+              "required": ["$ref"]}
+    (spec,) = to_tool_specs([_tool(schema)])
+    assert spec.value_is_valid("p", {"$ref": "$ref"})
+    (spec,) = to_tool_specs([_tool({"type": "string", "enum": ["$ref"]})])
+    assert spec.choices("p") == ["$ref"]

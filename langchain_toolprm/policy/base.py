@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from langchain_toolprm.formats import ToolCallFormat
-from langchain_toolprm.lm import Sample, StopFn, Usage
+from langchain_toolprm.lm import Sample, StopFn, Usage, logsumexp
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.tools import ToolSpec
 
@@ -57,6 +57,17 @@ class PolicySession(ABC):
     @abstractmethod
     def token_logprobs(self, items: Sequence[tuple[str, str]]) -> list[list[float]]:
         """Per ``(assistant_text, continuation)``, the log-probabilities of the continuation's tokens."""
+
+    def opening_logprob(self, assistant_text: str, openings: Sequence[str]) -> float:
+        """Log-probability that the model's next token after ``assistant_text`` starts one of ``openings``.
+
+        "Call or answer in text?" is read off it, so every way the model may open a call counts as
+        a call. This default adds the first-token probabilities of openings with distinct first
+        characters (their first tokens differ); a local model sums its whole next-token distribution.
+        """
+        distinct = list({o[0]: o for o in reversed(openings) if o}.values())
+        firsts = [lps[0] for lps in self.token_logprobs([(assistant_text, o) for o in distinct]) if lps]
+        return logsumexp(firsts)
 
     @abstractmethod
     def sample(

@@ -174,6 +174,9 @@ class TransformersSession(PolicySession):
         base = self.cache.get(os.path.commonprefix([text for text, _ in items]))  # noqa: RUF071 (text, not paths)
         return self.lm.tree_logprobs(base, items, self.usage)
 
+    def opening_logprob(self, assistant_text: str, openings: Sequence[str]) -> float:
+        return self.lm.opening_logprob(self.cache.get(assistant_text), openings)
+
     def sample(self, assistant_text: str, n: int, *, temperature: float, max_new_tokens: int,
                stop: StopFn | None = None) -> list[Sample]:
         return self.lm.sample(self.cache.get(assistant_text), n, temperature=temperature,

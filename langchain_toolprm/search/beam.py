@@ -109,6 +109,8 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         if not active or _settled(ctx, finished, active):
             break
         last = active
+        if ctx.out_of_time():
+            break
         proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature)
         children: dict[GrammarState, Beam] = {}
         nodes: list[TraceNode] = []
@@ -144,6 +146,8 @@ def greedy_search(ctx: SearchContext) -> SearchResult:
         beam = _force(ctx, beam)
         if beam.state.done:
             return _result(ctx, [beam], [], root)
+        if ctx.out_of_time():
+            break
         proposals = ctx.propose([beam.state], config.beam_width, 0.0)[0]
         if not proposals and ctx.grammar.decision(beam.state).free:
             proposals = ctx.propose([beam.state], config.beam_width, config.temperature)[0]

@@ -45,5 +45,9 @@ class SearchConfig(BaseModel):
     max_value_tokens: int = Field(64, ge=1, description="Token limit for one sampled argument value.")
     max_new_tokens: int = Field(256, ge=1, description="Token limit for free text (answers, unconstrained).")
     max_steps: int = Field(256, ge=1, description="Search rounds before giving up on unfinished beams.")
+    time_limit: float | None = Field(
+        None, gt=0, description="Wall-clock seconds for one search, prompt encoding included; checked before each"
+        " round, so a search ends at most one round late. The best finished answer is kept; with none, the"
+        " half-built call is reported unfinished. A text answer is not started once the time is up.")
     answer_in_text: bool = Field(False, description="When the turn has no call, let the policy write the answer.")
     seed: int | None = Field(0, description="Random seed for sampling; None for fresh randomness.")

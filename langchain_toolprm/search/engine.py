@@ -93,12 +93,14 @@ class SearchContext:
         prm: The PRM session, or ``None`` to rank by the policy alone.
         config: Search settings.
         listener: Progress callback.
+        started: When the search began (`time.perf_counter`), if before this context (prompt encoding);
+            the time limit and the wall-clock cost count from it.
 
     """
 
     def __init__(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], grammar: Grammar,
                  policy: PolicySession, prm: PRMSession | None, config: SearchConfig,
-                 listener: StepListener | None = None):
+                 listener: StepListener | None = None, started: float | None = None):
         self.messages = messages
         self.specs = specs
         self.grammar = grammar
@@ -108,7 +110,15 @@ class SearchContext:
         self.listener = listener
         self.prm_candidates = 0
         self.invalid_values = 0
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
+        self.timed_out = False
+
+    def out_of_time(self) -> bool:
+        """Whether the time limit has passed; once it has, `timed_out` records that it ended the search."""
+        limit = self.config.time_limit
+        if limit is not None and time.perf_counter() - self.started >= limit:
+            self.timed_out = True
+        return self.timed_out
 
     # -- text -----------------------------------------------------------------------------------
     def text(self, state: GrammarState) -> str:
@@ -175,12 +185,19 @@ class SearchContext:
         # call opener, the second off the function names alone, so the fixed JSON around a name (which a
         # model may prefer pretty-printed) weighs on neither.
         index = len(state.calls)
-        items = [(text, fmt.branch(index))] + [(text + fmt.call_head(index), _json(a.name)) for a in calls]
+        names = [(text + fmt.call_head(index), _json(a.name)) for a in calls]
         finish = Action.finish() in actions
-        if finish and index > 0:
+        if index == 0:
+            # Before any call, "finish" means answering in text, which has no text of its own to score:
+            # it gets what the call openings leave over. Every opening counts (tags, a fence, bare JSON),
+            # or a model that writes its calls another way than the format would be scored as answering.
+            p_call = math.exp(self.policy.opening_logprob(text, fmt.openings()))
+            first = (math.log(max(p_call, 1e-12)), math.log(max(1.0 - p_call, 1e-12)) if finish else -math.inf)
+            return _Plan(actions, names, calls=calls, finish=finish, first=first)
+        items = [(text, fmt.branch(index)), *names]
+        if finish:
             items.append((text, fmt.continuation(state, Action.finish())))
-        return _Plan(actions, items, calls=calls, finish=finish, first_call=index == 0)
-
+        return _Plan(actions, items, calls=calls, finish=finish)
 
     def _sample_values(self, free: list[tuple[int, GrammarState, dict[str, Any]]], width: int, temperature: float,
                        extra: Sequence[SampleRequest]
@@ -291,29 +308,28 @@ def _json(value: Any) -> str:
 
 @dataclass
 class _Plan:
-    """The texts to score for one state's enumerated actions, and how to read the scores back."""
+    """The texts to score for one state's enumerated actions, and how to read the scores back.
+
+    ``first`` holds the log-probabilities of "call" and "answer in text" at the first call slot, read
+    off the call openings; later slots score the format's own opener and the list's end among the items.
+    """
 
     actions: Sequence[Action]
     items: list[tuple[str, str]]
     calls: list[Action] | None = None
     finish: bool = False
-    first_call: bool = False
+    first: tuple[float, float] | None = None
 
     def resolve(self, logprobs: list[list[float]]) -> list[Proposal]:
         if self.calls is None:
             return [Proposal(a, sum(lp)) for a, lp in zip(self.actions, logprobs, strict=True)]
-        branch = logprobs[0]
-        names = [sum(lp) for lp in logprobs[1 : 1 + len(self.calls)]]
-        norm = logsumexp(names)
-        if self.first_call:
-            # Before any call, "finish" means answering in text, which has no text of its own to score:
-            # it gets what the opener's first token leaves over.
-            p_call = math.exp(branch[0]) if branch else 1.0
-            call_lp = math.log(max(p_call, 1e-12))
-            finish_lp = math.log(max(1.0 - p_call, 1e-12))
+        if self.first is not None:
+            (call_lp, finish_lp), named = self.first, logprobs
         else:
-            call_lp = sum(branch)
+            call_lp, named = sum(logprobs[0]), logprobs[1:]
             finish_lp = sum(logprobs[-1]) if self.finish else -math.inf
+        names = [sum(lp) for lp in named[: len(self.calls)]]
+        norm = logsumexp(names)
         out = [Proposal(a, call_lp + lp - norm) for a, lp in zip(self.calls, names, strict=True)]
         if self.finish:
             out.append(Proposal(Action.finish(), finish_lp))

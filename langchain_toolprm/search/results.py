@@ -122,6 +122,9 @@ class SearchResult:
         format: The call format the policy wrote in.
         lenient_calls: For free generation, every call found anywhere in the text (a generous parse).
         partial: The unfinished call of an interrupted search, ``{"name", "arguments"}``.
+        timed_out: The time limit ended the search (``finished`` says whether an answer was complete).
+        truncated: The text answer was cut by the token limit (``max_new_tokens``).
+        partial_error: Why ``partial`` is not a valid call, when the reason is not an exhausted budget.
 
     """
 
@@ -137,3 +140,6 @@ class SearchResult:
     format: str | None = None
     lenient_calls: list[dict[str, Any]] | None = None
     partial: dict[str, Any] | None = None
+    timed_out: bool = False
+    truncated: bool = False
+    partial_error: str | None = None

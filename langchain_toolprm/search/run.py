@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from langchain_toolprm.formats import FormatError
+from langchain_toolprm.formats import FormatError, parse_calls_lenient
 from langchain_toolprm.grammar import Grammar, ToolChoice
 from langchain_toolprm.loading import load_policy, load_prm
 from langchain_toolprm.messages import to_chat_messages
@@ -58,7 +59,8 @@ def run_search(
 
     Raises:
         ToolSchemaError: A tool's schema cannot be used.
-        ValueError: The messages or ``tool_choice`` are malformed.
+        ValueError: The messages or ``tool_choice`` are malformed, or ``tool_choice`` asks for a call
+            with no tools.
 
     """
     config = config or SearchConfig()
@@ -66,23 +68,50 @@ def run_search(
     if not chat:
         raise ValueError("run_search needs at least one message.")
     specs = to_tool_specs(tools)
-    grammar = Grammar(specs, ToolChoice.parse(tool_choice, [s.name for s in specs]),
-                      max_calls=config.max_calls if config.parallel_tool_calls else 1)
-    policy_session = load_policy(policy).session(chat, specs, seed=config.seed)
+    choice = ToolChoice.parse(tool_choice, [s.name for s in specs])
+    if choice.mode == "required" and not specs:
+        raise ValueError(f"tool_choice={tool_choice!r} asks for a tool call, but no tools were given.")
+    grammar = Grammar(specs, choice, max_calls=config.max_calls if config.parallel_tool_calls else 1)
+    policy_obj = load_policy(policy)
     prm_obj = load_prm(prm) if config.strategy in _USES_PRM else None
+    started = time.perf_counter()  # loading a model is not the search's time; encoding the prompt is
+    policy_session = policy_obj.session(chat, specs, seed=config.seed)
     prm_session = prm_obj.session(chat, specs) if prm_obj is not None else None
-    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step)
+    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started)
     result = _STRATEGIES[config.strategy](ctx)
     if config.answer_in_text and result.finished and not result.calls and result.text is None:
-        result.text = _text_answer(ctx)
-        result.cost = ctx.cost()
+        if ctx.out_of_time():
+            result.text, result.truncated = "", True
+        else:
+            _text_answer(ctx, result)
+    result.timed_out = ctx.timed_out
+    result.cost = ctx.cost()
     return result
 
 
-def _text_answer(ctx: SearchContext) -> str:
-    """The policy's own words when the search decided that no tool fits."""
+def _text_answer(ctx: SearchContext, result: SearchResult) -> None:
+    """The policy's own words when the search decided that no tool fits.
+
+    A small model may still write a call there, as plain text (bare JSON, a fence, tags); returned as
+    the answer, it would reach the user as JSON and the tool would never run. A call the grammar can
+    write (bound tool, valid arguments, allowed by ``tool_choice``) becomes a tool call; one naming a
+    bound tool with arguments that break its schema becomes ``partial`` (an invalid call, with the
+    reason), so it is not passed off as an answer either.
+    """
     sample = ctx.policy.sample("", 1, temperature=0.0, max_new_tokens=ctx.config.max_new_tokens)[0]
-    try:
-        return ctx.policy.native_format.parse(sample.text).text
-    except FormatError:
-        return sample.text.strip()
+    names = {spec.name for spec in ctx.specs} if ctx.grammar.tool_choice.mode != "none" else set()
+    calls = [c for c in parse_calls_lenient(sample.text) if c["name"] in names][: ctx.grammar.max_calls]
+    if not calls:
+        try:
+            result.text = ctx.policy.native_format.parse(sample.text).text
+        except FormatError:
+            result.text = sample.text.strip()
+        result.truncated = not sample.finished
+    elif ctx.grammar.actions_for_calls(calls) is not None:
+        result.calls = calls
+    else:
+        bad = next((c for c in calls if ctx.grammar.actions_for_calls([c]) is None), calls[0])
+        errors = ctx.grammar.spec(bad["name"]).argument_errors(bad["arguments"])
+        result.finished, result.partial = False, bad
+        result.partial_error = ("The model wrote this call as text and it does not validate: "
+                                + ("; ".join(errors) or "it repeats a call or breaks tool_choice") + ".")
