@@ -326,6 +326,11 @@ def _eval_prm(args: argparse.Namespace) -> int:
     for r in results:
         print(f"| {r.model} | {r.loss:.4f} | {r.step_accuracy:.4f} | {r.trajectory_accuracy:.4f} "
               f"| {r.ranking_accuracy:.4f} |")
+    print("\n| decision | steps | always + | " + " | ".join(r.model for r in results) + " |")
+    print("|---|---:|---:|" + "---:|" * len(results))
+    for name, f in first.focus.items():
+        print(f"| {name} | {f['steps']:.0f} | {f['always_positive']:.4f} | "
+              + " | ".join(f"{r.focus.get(name, {}).get('accuracy', float('nan')):.4f}" for r in results) + " |")
     hows = list(first.selection_accuracy)
     print(f"\nAnswer selection by aggregation ({first.selection_groups} queries with right and wrong answers)")
     print("| model | " + " | ".join(hows) + " |")

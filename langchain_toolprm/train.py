@@ -151,6 +151,7 @@ class Packed:
         trajectories: Per kept trajectory, its node indices, whether it is complete and correct.
         mode: How the query's trajectories were made (``"policy:<name>"`` or ``"rules"``).
         source: Where the query came from (``"bfcl:live_simple"``, ``"composed"``, ``"follow-up"``...).
+        reference_calls: How many calls the reference answer makes (0: answer in text).
 
     """
 
@@ -165,6 +166,7 @@ class Packed:
     trajectories: list[tuple[list[int], bool, bool]]
     mode: str = "rules"
     source: str = ""
+    reference_calls: int = 0
 
     def attention_mask(self) -> torch.Tensor:
         """``[1, 1, L, L]`` additive mask: the context causally, each line its path and itself causally."""
@@ -238,7 +240,7 @@ def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, object
     ids, positions = list(context_ids), list(range(len(context_ids)))
     nodes: dict[tuple[Any, ...], int] = {}
     packed = Packed(ids, positions, len(context_ids), [], [], [], [], [], [], str(query.get("mode", "rules")),
-                    str(query.get("source", "")))
+                    str(query.get("source", "")), len(query["reference"]))
     for trajectory, length, targets in _select(trajectories, objective):
         actions = trajectory.actions
         shared = 0
@@ -630,6 +632,10 @@ class EvalResult(BaseModel):
     scores is a right one. Answers differ in length ("no call" is one step, a call six or more), so
     this is where aggregations part; it lets the search's aggregation be chosen on held-out PRM data
     rather than on evaluation cases.
+
+    ``focus`` is step accuracy on the decisions small policies get wrong (`_focus`): ending the list
+    of a parallel answer, the first step of a query whose answer is no call, the first step after
+    tool results; each beside "always +".
     """
 
     model: str
@@ -648,6 +654,7 @@ class EvalResult(BaseModel):
     selection_accuracy: dict[str, float] = Field(default_factory=dict)
     random_selection_accuracy: float = 0.0
     per_tag: dict[str, dict[str, float]]
+    focus: dict[str, dict[str, float]] = Field(default_factory=dict)
     aggregation: str
     seconds: float
 
@@ -686,6 +693,19 @@ def answer_selection(answers: Sequence[tuple[Sequence[float], bool]]) -> dict[st
     return {how: max(answers, key=lambda a, how=how: aggregate(a[0], how))[1] for how in PATH_AGGREGATIONS}
 
 
+def _focus(packed: Packed, node: int) -> list[str]:
+    """The decisions a step belongs to that the search gets wrong most (reported apart in `EvalResult`)."""
+    tag = packed.tags[node]
+    names = []
+    if tag is StepTag.TOTAL_FINISH and packed.reference_calls >= 2:
+        names.append("TOTAL_FINISH of parallel queries")
+    if packed.node_parent[node] == -1 and packed.reference_calls == 0:
+        names.append("first step of no-call queries")
+    if packed.node_parent[node] == -1 and packed.source == "follow-up":
+        names.append("first step after tool results")
+    return names
+
+
 def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test", aggregation: str | None = None,
                  max_context_tokens: int = 1024, max_tokens: int = 2048, limit: int | None = None,
                  progress: bool = True) -> EvalResult:
@@ -714,6 +734,7 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     loss_sum = 0.0
     traj_hits = traj_total = traj_pos = 0
     tags: dict[str, list[int]] = {}
+    focus: dict[str, list[int]] = {}
     rank_hits = rank_groups = 0
     rank_chance = 0.0
     select_hits = dict.fromkeys((*PATH_AGGREGATIONS, "relative"), 0)
@@ -740,6 +761,11 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
             entry = tags.setdefault(packed.tags[node].value, [0, 0])
             entry[0] += hit
             entry[1] += 1
+            for name in _focus(packed, node):
+                seen = focus.setdefault(name, [0, 0, 0])
+                seen[0] += hit
+                seen[1] += 1
+                seen[2] += truth
         for positives, negatives in _sibling_groups(_only(packed, labelled)):
             best = max(positives + negatives, key=lambda n: scores[n])
             rank_hits += best in positives
@@ -785,6 +811,8 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
         selection_accuracy={how: hits / max(1, select_groups) for how, hits in select_hits.items()},
         random_selection_accuracy=select_chance / max(1, select_groups),
         per_tag={tag: {"accuracy": hits / max(1, n), "steps": n} for tag, (hits, n) in sorted(tags.items())},
+        focus={name: {"accuracy": hits / max(1, n), "steps": n, "always_positive": pos / max(1, n)}
+               for name, (hits, n, pos) in sorted(focus.items())},
         aggregation=aggregation,
         seconds=round(time.perf_counter() - started, 1),
     )

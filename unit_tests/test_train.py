@@ -137,6 +137,7 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert 0.0 < result.random_selection_accuracy < 1.0
     assert all(0.0 <= v <= 1.0 for v in result.selection_accuracy.values())
     assert set(result.per_tag) <= {t.value for t in StepTag}
+    assert all(0.0 <= f["accuracy"] <= 1.0 and f["steps"] > 0 for f in result.focus.values())
 
 
 def test_answer_selection_judges_each_aggregation_on_answers_of_different_lengths() -> None:
@@ -284,3 +285,16 @@ def test_mix_sources_draws_every_source_in_turn() -> None:
     assert next(p for p in mixed if p.source == "small").mode == "policy:x"
     plain = _policy_first(data, 4, seed=0)
     assert plain[0].mode == "policy:x"
+
+
+def test_focus_names_the_decisions_reported_apart() -> None:
+    from langchain_toolprm.train import Packed, _focus
+
+    def packed(calls: int, source: str = "bfcl:live_simple") -> Packed:
+        return Packed([], [], 0, [(0, 1), (1, 2)], [-1, 0], [0, 1], [None, True],
+                      [StepTag.FUNC_NAME, StepTag.TOTAL_FINISH], [], "rules", source, calls)
+
+    assert _focus(packed(2), 1) == ["TOTAL_FINISH of parallel queries"]
+    assert _focus(packed(1), 1) == []
+    assert _focus(packed(0), 0) == ["first step of no-call queries"]
+    assert _focus(packed(0, "follow-up"), 0) == ["first step of no-call queries", "first step after tool results"]
