@@ -414,6 +414,11 @@ def _convert_bfcl_schema(tool: str, path: str, schema: Mapping[str, Any]) -> dic
             continue  # a BFCL flag that duplicates "required"
         else:
             out[key] = copy.deepcopy(value)
+    enum = out.get("enum")
+    if out.get("type") == "array" and isinstance(enum, list) and enum and not any(isinstance(v, list) for v in enum):
+        # BFCL lists an array's allowed item values on the array itself (live cases do): per JSON
+        # schema no array could match, so the values go where they mean what BFCL means.
+        out["items"] = {**out.get("items", {}), "enum": out.pop("enum")}
     if out.get("type") == "number" and "enum" in out:
         out["enum"] = [float(v) if isinstance(v, int) else v for v in out["enum"]]
     if "default" in out and not _default_fits(out):

@@ -42,7 +42,7 @@ from langchain_toolprm.prm.adapters import DEFAULT_PRM, META_FILE, default_prm_p
 from langchain_toolprm.prm.prompt import LABEL_NEGATIVE, LABEL_POSITIVE, PROMPT_VERSION, render_context, step_text
 from langchain_toolprm.search.config import PATH_AGGREGATIONS
 from langchain_toolprm.search.engine import aggregate
-from langchain_toolprm.tools import to_tool_specs
+from langchain_toolprm.tools import ToolSchemaError, to_tool_specs
 
 if TYPE_CHECKING:
     import torch
@@ -222,13 +222,19 @@ def _select(trajectories: list[Trajectory], objective: Objective | Literal["eval
 
 def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, objective: Objective | Literal["eval"],
                *, max_context_tokens: int = 1024, max_tokens: int = 1536) -> Packed | None:
-    """Pack one query's trajectories into one sequence, or ``None`` when its context is too long.
+    """Pack one query's trajectories into one sequence, or ``None`` when it cannot be used.
 
     Steps shared by several trajectories become one node; a node's target is the same whichever
     trajectory reaches it (labels depend on the path only). Trajectories are added reference first,
-    then samples, branches and rule branches, until ``max_tokens``.
+    then samples, branches and rule branches, until ``max_tokens``. A query is left out when its
+    context is too long or its tools are refused at bind time (a build written by an older version
+    may hold tools the search now refuses: training on them would teach steps no search takes).
     """
-    specs = to_tool_specs(query["tools"])
+    try:
+        specs = to_tool_specs(query["tools"])
+    except ToolSchemaError as exc:
+        logger.warning("Query %s left out: %s", query.get("id"), exc)
+        return None
     grammar = Grammar(specs, max_calls=max(8, len(query["reference"])))
     context_ids = _encode(tokenizer, render_context(query["messages"], specs))
     if len(context_ids) > max_context_tokens:

@@ -203,3 +203,16 @@ def test_ref_as_a_value_or_a_name_is_not_a_reference():
     assert spec.value_is_valid("p", {"$ref": "$ref"})
     (spec,) = to_tool_specs([_tool({"type": "string", "enum": ["$ref"]})])
     assert spec.choices("p") == ["$ref"]
+
+
+def test_bfcl_enum_on_an_array_lists_its_item_values():
+    """BFCL live writes an array's allowed item values on the array; JSON schema would admit no value."""
+    doc = {"name": "get_sensor_readings", "parameters": {"type": "dict", "properties": {
+        "metrics": {"type": "array", "items": {"type": "string"}, "enum": ["temperature", "co2"]}}}}
+    (spec,) = to_tool_specs([doc])
+    assert spec.properties["metrics"] == {"type": "array", "items": {"type": "string", "enum": ["temperature", "co2"]}}
+    assert spec.value_is_valid("metrics", ["co2"]) and not spec.value_is_valid("metrics", ["wind"])
+    # the same schema given as JSON schema (not BFCL) is taken literally, and refused
+    with pytest.raises(ToolSchemaError, match="metrics"):
+        to_tool_specs([{"name": "t", "parameters": {"type": "object", "properties": {
+            "metrics": {"type": "array", "items": {"type": "string"}, "enum": ["temperature", "co2"]}}}}])

@@ -298,3 +298,12 @@ def test_focus_names_the_decisions_reported_apart() -> None:
     assert _focus(packed(1), 1) == []
     assert _focus(packed(0), 0) == ["first step of no-call queries"]
     assert _focus(packed(0, "follow-up"), 0) == ["first step of no-call queries", "first step after tool results"]
+
+
+def test_queries_with_refused_tools_are_left_out(data_dir: Path, tiny_model_dir: Path) -> None:
+    query = load_queries(data_dir)[0]
+    bad = {**query, "tools": [{"name": "t", "parameters": {"type": "object", "properties": {
+        "p": {"type": "integer", "enum": []}}}}]}
+    tokenizer = _tokenizer(tiny_model_dir)
+    assert pack_query(bad, tokenizer, "eval") is None
+    assert pack_query(query, tokenizer, "eval") is not None
