@@ -55,18 +55,18 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a model reference")
     grid = parser.add_argument_group("strategies and budgets")
     grid.add_argument("--strategies", nargs="+", default=["greedy", "beam"],
-                      choices=["unconstrained", "greedy", "beam", "best_of_n", "majority"])
+                      choices=["unconstrained", "greedy", "beam", "best_of_n", "majority"], help="strategies to run")
     grid.add_argument("--beams", nargs="+", type=int, default=[2], metavar="N", help="N values (beams kept)")
     grid.add_argument("--widths", nargs="+", type=int, default=[4], metavar="M",
                       help="M values (candidates per beam and step)")
     grid.add_argument("--samples", nargs="+", type=int, metavar="K",
                       help="num_samples for best_of_n/majority (default: N*M for each grid pair)")
     search = parser.add_argument_group("search settings")
-    search.add_argument("--seed", type=int, default=0)
-    search.add_argument("--temperature", type=float, default=0.8)
+    search.add_argument("--seed", type=int, default=0, help="sampling seed")
+    search.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of free values")
     search.add_argument("--aggregation", default=SearchConfig.model_fields["aggregation"].default,
-                        choices=list(get_args(Aggregation)))
-    search.add_argument("--max-new-tokens", type=int, default=256)
+                        choices=list(get_args(Aggregation)), help="how a path's step scores become its score")
+    search.add_argument("--max-new-tokens", type=int, default=256, help="token limit of a generated answer")
     parser.add_argument("--output", "-o", default="toolprm-eval",
                         help="result folder (re-running with the same folder resumes)")
     parser.add_argument("--plot", metavar="PNG", help="also draw accuracy against compute to this file")
@@ -104,7 +104,7 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--x", default="policy_tokens", choices=["policy_tokens", "prm_candidates", "wall_seconds"],
                         help="compute on the x axis (mean per case)")
     parser.add_argument("--category", help="plot one category's accuracy (default: all cases)")
-    parser.add_argument("--title")
+    parser.add_argument("--title", help="plot title")
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -180,7 +180,7 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
     rollouts.add_argument("--samples", type=int, default=2, metavar="K", help="complete samples per query")
     rollouts.add_argument("--branch-width", type=int, default=4, metavar="M",
                           help="policy alternatives per decision of the reference path")
-    rollouts.add_argument("--temperature", type=float, default=0.8)
+    rollouts.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of rollouts")
     rollouts.add_argument("--max-new-tokens", type=int, default=96, help="token limit of a complete sample")
     rollouts.add_argument("--rollout-batch", type=int, default=8, metavar="N",
                           help="queries whose policy rollouts decode in one batch (1: one query at a time)")
@@ -191,8 +191,8 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--equivalence", action="store_true",
                         help="label values by BFCL acceptable-value rules instead of exact match")
     labels.add_argument("--mask-ratio", type=float, default=1.0, help="fraction of queries with masked names")
-    labels.add_argument("--test-fraction", type=float, default=0.1)
-    labels.add_argument("--seed", type=int, default=0)
+    labels.add_argument("--test-fraction", type=float, default=0.1, help="share of queries in the test split")
+    labels.add_argument("--seed", type=int, default=0, help="random seed (rollouts, masking, split)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -233,27 +233,28 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--no-lora", action="store_true", help="full fine-tuning")
-    lora.add_argument("--lora-r", type=int, default=8)
-    lora.add_argument("--lora-alpha", type=int, default=16)
+    lora.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
+    lora.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (scale = alpha / r)")
     lora.add_argument("--lora-layers", type=int, help="adapt the top N layers only (cheaper backward)")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=float, default=1.0)
+    optim.add_argument("--epochs", type=float, default=1.0, help="passes over the training data")
     optim.add_argument("--batch-size", type=int, default=8, help="queries per optimizer step")
-    optim.add_argument("--lr", type=float, default=1e-3)
-    optim.add_argument("--warmup-ratio", type=float, default=0.008)
-    optim.add_argument("--weight-decay", type=float, default=1e-5)
+    optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    optim.add_argument("--warmup-ratio", type=float, default=0.008, help="share of steps spent warming up")
+    optim.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
     optim.add_argument("--no-balance", action="store_true", help="no per-tag balancing of + and - in the loss")
     optim.add_argument("--rank-weight", type=float, default=1.0,
                        help="weight of the ranking loss among candidates of one state (0: pointwise only)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-context-tokens", type=int, default=1024)
+    limits.add_argument("--max-context-tokens", type=int, default=1024,
+                        help="queries with a longer PRM context are left out")
     limits.add_argument("--max-tokens", type=int, default=1536, help="sequence cap per query")
     limits.add_argument("--max-queries", type=int, help="train on at most N queries (policy rollouts first)")
-    limits.add_argument("--max-steps", type=int)
+    limits.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
     parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
     parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -281,11 +282,12 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", help="PRM folders (adapters or full models), or 'default'")
     parser.add_argument("--data", required=True, help="a build-data folder")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="the split to score")
     parser.add_argument("--aggregation", choices=["min", "last"],
                         help="trajectory verdict from the minimum step score or the last one "
                              "(default: last for outcome models, min otherwise)")
-    parser.add_argument("--max-context-tokens", type=int, default=1024)
+    parser.add_argument("--max-context-tokens", type=int, default=1024,
+                        help="queries with a longer PRM context are left out")
     parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--output", "-o", help="write the results as JSON to this file")
@@ -343,12 +345,22 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except where there is none (``None``, an off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand of `COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="toolprm", description="Reliable tool calls from small models.")
+    parser = argparse.ArgumentParser(prog="toolprm", description="Reliable tool calls from small models.",
+                                     formatter_class=_HelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub = subparsers.add_parser(name, help=command.help, description=command.help, formatter_class=_HelpFormatter)
         command.add_arguments(sub)
     return parser
 

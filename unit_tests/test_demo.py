@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from langchain_toolprm.cli import build_parser, main
+from langchain_toolprm.cli import COMMANDS, build_parser, main
 from langchain_toolprm.demo import (
     DEMO_TOOLS,
     add_days,
@@ -17,6 +18,8 @@ from langchain_toolprm.demo import (
     convert_units,
     days_between,
     render_trace,
+    run_demo,
+    separation,
 )
 
 
@@ -47,11 +50,11 @@ def _node(tag: str | None, text: str, children: list[Any] = (), *, score: float 
             "forced": forced, "children": list(children)}
 
 
-def test_render_trace_marks_the_chosen_path_and_the_pruned() -> None:
-    calls = [{"name": "add_days", "arguments": {"date": "2024-01-31", "days": 1}}]
-    chosen = chosen_path(calls, DEMO_TOOLS)
-    assert chosen[0] == "call add_days" and chosen[-1] == "finish"
-    trace = _node(None, "", [
+CALLS = [{"name": "add_days", "arguments": {"date": "2024-01-31", "days": 1}}]
+
+
+def _trace() -> dict[str, Any]:
+    return _node(None, "", [
         _node("FUNC_NAME", "call add_days", [
             _node("ARG_NAME", "argument date", [
                 _node("ARG_VALUE", 'value "2024-01-31"', [
@@ -70,6 +73,12 @@ def test_render_trace_marks_the_chosen_path_and_the_pruned() -> None:
         _node("FUNC_NAME", "call calculator", score=0.31, kept=False),
         _node("TOTAL_FINISH", "finish", score=0.3, kept=False),
     ])
+
+
+def test_render_trace_marks_the_chosen_path_and_the_pruned() -> None:
+    chosen = chosen_path(CALLS, DEMO_TOOLS)
+    assert chosen[0] == "call add_days" and chosen[-1] == "finish"
+    trace = _trace()
     console = Console(record=True, width=140, color_system=None)
     console.print(render_trace(trace, title="turn 1", chosen=chosen))
     out = console.export_text()
@@ -96,3 +105,43 @@ def test_demo_runs_end_to_end(tiny_model_dir: Path, tiny_policy: Any, capsys: py
     out = capsys.readouterr().out
     assert "What is 12 times 7?" in out and "turn 1" in out and "answer" in out
     assert "★" in out or "unfinished call" in out  # a random model may not finish a call
+
+
+def test_separation_names_the_step_where_the_runner_up_leaves_the_winner() -> None:
+    runner_up = [{"name": "add_days", "arguments": {"date": "2024-13-01", "days": 1}}]
+    console = Console(record=True, width=200, color_system=None)
+    console.print(separation(_trace(), CALLS, runner_up, DEMO_TOOLS))
+    out = console.export_text()
+    assert 'the same 2 steps, then ARG_VALUE value "2024-01-31" (prm 0.95, logp -0.50)' in out
+    assert 'over value "2024-13-01" (prm 0.20, logp -0.50)' in out
+    console = Console(record=True, width=200, color_system=None)
+    console.print(separation(_trace(), CALLS, [{"name": "days_between", "arguments": {}}], DEMO_TOOLS))
+    assert "outside the drawn tree" in console.export_text()  # the runner-up's first step was never drawn
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_shows_every_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text and "(default: False)" not in text
+    if command == "demo":
+        assert "(default: 2)" in text and "(default: qwen2.5-coder-0.5b-instruct)" in text
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_demo_shows_progress_on_a_terminal_only(tiny_model_dir: Path, tiny_policy: Any, terminal: bool) -> None:
+    from transformers.utils import logging as hf_logging
+
+    from langchain_toolprm.demo import DemoSettings
+
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=terminal, width=200, color_system=None)
+    run_demo(DemoSettings(policy=str(tiny_model_dir), prm="rules", num_beams=1, beam_width=2, max_tokens=4,
+                          question="What is 12 times 7?"), console=console)
+    out = stream.getvalue()
+    assert "turn 1" in out and "answer" in out
+    # The live line (step, candidates, beams, elapsed) is drawn on a terminal; a pipe gets the results only.
+    assert ("turn 1 · search step 1" in out) is terminal
+    assert ("kept as beams" in out) is terminal
+    assert hf_logging.is_progress_bar_enabled()  # transformers' bars are back on after the demo
