@@ -71,10 +71,30 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="result folder (re-running with the same folder resumes)")
     parser.add_argument("--plot", metavar="PNG", help="also draw accuracy against compute to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
+
+
+def _threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads (default: torch's choice, one per core, or $OMP_NUM_THREADS); "
+                             "on a CPU shared with other heavy jobs 1 can be the fastest")
+
+
+def _set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (torch is imported only when it is given)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from langchain_toolprm.evaluation.runner import EvalConfig, render_summary, run_eval
+
+    _set_threads(args.threads)
 
     config = EvalConfig(
         data=args.data, answers=args.answers, categories=args.categories, limit=args.limit,
@@ -133,6 +153,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tool-calling turns before the agent must answer in text")
     parser.add_argument("--max-tokens", type=int, default=96, help="token limit of the text answer")
     parser.add_argument("--hide-pruned", action="store_true", help="count pruned candidates instead of drawing them")
+    _threads_argument(parser)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -141,6 +162,7 @@ def _demo(args: argparse.Namespace) -> int:
     for option in ("beams", "width", "max_tool_turns", "max_tokens"):
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 1")
+    _set_threads(args.threads)
     run_demo(DemoSettings(
         question=args.question or DemoSettings.question,
         policy=args.policy,
@@ -289,9 +311,9 @@ def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-context-tokens", type=int, default=1024,
                         help="queries with a longer PRM context are left out")
     parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
-    parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--output", "-o", help="write the results as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
 
 
 def _eval_prm(args: argparse.Namespace) -> int:
@@ -299,10 +321,7 @@ def _eval_prm(args: argparse.Namespace) -> int:
 
     from langchain_toolprm.train import evaluate_prm
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     results = [
         evaluate_prm(model, args.data, split=args.split, aggregation=args.aggregation,
                      max_context_tokens=args.max_context_tokens, limit=args.limit, progress=not args.no_progress)
