@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import datetime as dt
+import functools
 import math
 import operator
 import time
@@ -317,17 +318,25 @@ def _step_line(turn: int, part: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _quiet_library_bars() -> Iterator[None]:
-    """Keep transformers' own progress bars ("Loading weights") out of the demo's output while it runs."""
+    """Keep transformers' progress bars ("Loading weights", GGUF dequantisation) out of the demo's output.
+
+    The demo's own live line says what is loading, and how long it has taken, instead. Both switches are
+    put back afterwards: they belong to the process, not to the demo.
+    """
     try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
         from transformers.utils import logging as hf_logging
     except ImportError:  # pragma: no cover - the policy needs transformers anyway
         yield
         return
     enabled = hf_logging.is_progress_bar_enabled()
+    gguf_tqdm = gguf_utils.tqdm  # a plain tqdm, which transformers' switch does not reach
     hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        gguf_utils.tqdm = gguf_tqdm
         if enabled:
             hf_logging.enable_progress_bar()
 

@@ -145,3 +145,16 @@ def test_demo_shows_progress_on_a_terminal_only(tiny_model_dir: Path, tiny_polic
     assert ("turn 1 · search step 1" in out) is terminal
     assert ("kept as beams" in out) is terminal
     assert hf_logging.is_progress_bar_enabled()  # transformers' bars are back on after the demo
+
+
+def test_library_bars_are_off_during_the_demo_only() -> None:
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    from langchain_toolprm.demo import _quiet_library_bars
+
+    gguf_tqdm = gguf_utils.tqdm
+    with _quiet_library_bars():
+        assert not hf_logging.is_progress_bar_enabled()
+        assert gguf_utils.tqdm(range(3)).disable
+    assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is gguf_tqdm
