@@ -396,6 +396,8 @@ def separation(trace: dict[str, Any], winner: Sequence[dict[str, Any]], runner_u
         One line of rich markup.
 
     """
+    from rich.markup import escape
+
     ours, theirs = chosen_path(winner, tools), chosen_path(runner_up, tools)
     node = trace
     for depth, (mine, other) in enumerate(zip(ours, theirs, strict=False)):
@@ -404,13 +406,17 @@ def separation(trace: dict[str, Any], winner: Sequence[dict[str, Any]], runner_u
             if mine not in children or other not in children:
                 break
             a, b = children[mine], children[other]
-            return (f"[dim]winner vs runner-up: the same {depth} steps, then {a['tag']}[/] [bold green]{a['text']}[/]"
-                    f" [dim](prm {_num(a['score'])}, logp {_num(a['logprob'])}) over[/] [yellow]{b['text']}[/]"
-                    f" [dim](prm {_num(b['score'])}, logp {_num(b['logprob'])})[/]")
+            return (f"[dim]winner vs runner-up: the same {depth} steps, then {a['tag']}[/]"
+                    f" [bold green]{escape(a['text'])}[/] [dim]({_said(a)}) over[/]"
+                    f" [yellow]{escape(b['text'])}[/] [dim]({_said(b)})[/]")
         if mine not in children:
             break
         node = children[mine]
     return "[dim]winner vs runner-up: their paths part outside the drawn tree[/]"
+
+
+def _said(node: dict[str, Any]) -> str:
+    return f"prm {_num(node['score'])}, logp {_num(node['logprob'])}"
 
 
 def _calls_text(calls: Sequence[dict[str, Any]]) -> str:

@@ -114,6 +114,12 @@ def test_separation_names_the_step_where_the_runner_up_leaves_the_winner() -> No
     out = console.export_text()
     assert 'the same 2 steps, then ARG_VALUE value "2024-01-31" (prm 0.95, logp -0.50)' in out
     assert 'over value "2024-13-01" (prm 0.20, logp -0.50)' in out
+    bracketed = _trace()
+    bracketed["children"][0]["children"][0]["children"][1]["text"] = 'value "[bold]x"'  # not rich markup
+    console = Console(record=True, width=200, color_system=None)
+    console.print(separation(bracketed, CALLS, [{"name": "add_days", "arguments": {"date": "[bold]x", "days": 1}}],
+                             DEMO_TOOLS))
+    assert 'over value "[bold]x"' in console.export_text()
     console = Console(record=True, width=200, color_system=None)
     console.print(separation(_trace(), CALLS, [{"name": "days_between", "arguments": {}}], DEMO_TOOLS))
     assert "outside the drawn tree" in console.export_text()  # the runner-up's first step was never drawn
