@@ -296,9 +296,10 @@ def run_demo(settings: DemoSettings, console: Any = None) -> str:
                     if node == "agent":
                         turn += 1
                         answer = _print_turn(console, message, turn, settings.show_pruned) or answer
+                        progress.reset(task, description="running the tools …")
                     else:
                         _print_tool(console, message)
-                    progress.reset(task, description=f"turn {turn + 1} · searching or writing the answer …")
+                        progress.reset(task, description=f"turn {turn + 1} · searching or writing the answer …")
     table = Table.grid(padding=(0, 2))
     table.add_row("[dim]model turns[/]", str(turn))
     table.add_row("[dim]wall time[/]", f"{time.perf_counter() - started:.1f} s")
@@ -353,7 +354,7 @@ def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool
     aggregation = info.get("aggregation", "min")
     title = (f"[bold]turn {turn}[/] · {info.get('strategy', '?')} search · decided: [bold green]{decided}[/]"
              + (f" · path score {score:.2f} ({aggregation}: {_AGGREGATIONS.get(aggregation, aggregation)})"
-                if score is not None else "")
+                if score is not None and cost.get("prm_candidates") else "")  # no scored step: nothing to say
              + f" · {cost.get('wall_seconds', 0):.1f} s, {cost.get('policy_forwards', 0)} policy forwards,"
                f" {cost.get('prm_candidates', 0)} PRM scores")
     if "trace" in info:
@@ -372,6 +373,11 @@ def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool
         console.print(table)
         if "trace" in info:
             console.print(separation(info["trace"], calls, alternatives[0]["calls"], DEMO_TOOLS))
+        runner_up = alternatives[0]
+        if score is not None and score == runner_up["score"] and None not in (info.get("logprob"),
+                                                                            runner_up["logprob"]):
+            console.print(f"[dim]equal path scores: the policy's log-probability of the whole path broke the tie"
+                          f" ({info['logprob']:.2f} over {runner_up['logprob']:.2f})[/]")
     for invalid in message.invalid_tool_calls:
         console.print(f"[red]unfinished call[/] {invalid['name']}{invalid['args']}: {invalid['error']}")
     if message.tool_calls:

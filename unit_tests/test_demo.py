@@ -164,3 +164,28 @@ def test_library_bars_are_off_during_the_demo_only() -> None:
         assert not hf_logging.is_progress_bar_enabled()
         assert gguf_utils.tqdm(range(3)).disable
     assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is gguf_tqdm
+
+
+def _turn(prm_candidates: int) -> Any:
+    from langchain_core.messages import AIMessage
+
+    runner_up = [{"name": "add_days", "arguments": {"date": "2024-13-01", "days": 1}}]
+    toolprm = {"strategy": "beam", "aggregation": "min", "score": 0.7, "logprob": -1.5, "trace": _trace(),
+               "cost": {"wall_seconds": 1.0, "policy_forwards": 3, "prm_candidates": prm_candidates},
+               "alternatives": [{"calls": runner_up, "score": 0.7, "logprob": -1.7}]}
+    return AIMessage("", tool_calls=[{"name": c["name"], "args": c["arguments"], "id": "c1"} for c in CALLS],
+                     response_metadata={"toolprm": toolprm})
+
+
+def test_turn_header_says_what_the_score_is_and_what_separates_the_runner_up() -> None:
+    from langchain_toolprm.demo import _print_turn
+
+    console = Console(record=True, width=300, color_system=None)
+    _print_turn(console, _turn(prm_candidates=6), 1)
+    out = console.export_text()
+    assert "path score 0.70 (min: the lowest PRM step score on the path)" in out
+    assert 'then ARG_VALUE value "2024-01-31" (prm 0.95, logp -0.50) over value "2024-13-01"' in out
+    assert "equal path scores: the policy's log-probability of the whole path broke the tie (-1.50 over -1.70)" in out
+    console = Console(record=True, width=300, color_system=None)
+    _print_turn(console, _turn(prm_candidates=0), 1)  # nothing was scored (a forced turn): no score to explain
+    assert "path score" not in console.export_text().split("runner-up")[0]
