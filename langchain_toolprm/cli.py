@@ -8,6 +8,7 @@ the run functions, so ``toolprm --help`` answers at once and a subcommand pays o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,19 +77,42 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch threads (default: torch's choice, one per core, or $OMP_NUM_THREADS); "
-                             "on a CPU shared with other heavy jobs 1 can be the fastest")
+                        help="torch threads (default: the cores idle at start, i.e. cores minus the 1-minute load "
+                             "average, at least 1; $OMP_NUM_THREADS instead when it is set)")
 
 
-def _set_threads(threads: int | None) -> None:
-    """Apply ``--threads`` (torch is imported only when it is given)."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise ValueError("--threads must be at least 1")
+def _threads(requested: int | None) -> int | None:
+    """The torch thread count for ``--threads``: the request, else the cores idle now; ``None``: leave torch's.
+
+    Torch starts one thread per core, which is right on an idle machine and slow on a shared one: threads
+    that wait for cores other jobs hold wait for one another too (measured on 2 cores at a load average of
+    7-9: the demo's first search took 70 s on one thread, 381 s on two; docs/benchmarks.md). So without a
+    request the count is the cores that are idle when the command starts. ``$OMP_NUM_THREADS``, when set,
+    is the user's request already, and torch has read it.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError("--threads must be at least 1")
+        return requested
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return None
     import torch
 
-    torch.set_num_threads(threads)
+    idle = (os.cpu_count() or 1) - round(load)
+    return max(1, min(idle, torch.get_num_threads()))  # torch's own count is the physical cores
+
+
+def _set_threads(requested: int | None) -> None:
+    """Apply `_threads` to torch."""
+    threads = _threads(requested)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -208,7 +232,6 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
                           help="queries whose policy rollouts decode in one batch (1: one query at a time)")
     rollouts.add_argument("--max-prompt-tokens", type=int, default=1536,
                           help="longer policy prompts get rule branches only")
-    rollouts.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
     labels = parser.add_argument_group("labels and splits")
     labels.add_argument("--equivalence", action="store_true",
                         help="label values by BFCL acceptable-value rules instead of exact match")
@@ -216,6 +239,7 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--test-fraction", type=float, default=0.1, help="share of queries in the test split")
     labels.add_argument("--seed", type=int, default=0, help="random seed (rollouts, masking, split)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
 
 
 def _build_data(args: argparse.Namespace) -> int:
@@ -231,7 +255,7 @@ def _build_data(args: argparse.Namespace) -> int:
         fields["bfcl_categories"] = args.categories
     config = BuildConfig(
         out=args.out, xlam=args.xlam, glaive=args.glaive, compose_parallel=args.compose_parallel,
-        limit=args.limit, policies=policies, time_budgets_s=budgets, threads=args.threads,
+        limit=args.limit, policies=policies, time_budgets_s=budgets, threads=_threads(args.threads),
         rollout=RolloutConfig(samples=args.samples, temperature=args.temperature, branch_width=args.branch_width,
                               max_new_tokens=args.max_new_tokens, seed=args.seed),
         rollout_batch=args.rollout_batch, max_prompt_tokens=args.max_prompt_tokens, mask_ratio=args.mask_ratio,
@@ -275,9 +299,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
     parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
-    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -293,7 +317,7 @@ def _train(args: argparse.Namespace) -> int:
         balance=not args.no_balance, rank_weight=args.rank_weight,
         max_context_tokens=args.max_context_tokens, max_tokens=args.max_tokens, max_queries=args.max_queries,
         max_steps=args.max_steps, time_budget_s=args.time_budget, save_every=args.save_every,
-        threads=args.threads, seed=args.seed,
+        threads=_threads(args.threads), seed=args.seed,
     )
     summary = train_prm(config, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))

@@ -189,3 +189,24 @@ def test_turn_header_says_what_the_score_is_and_what_separates_the_runner_up() -
     console = Console(record=True, width=300, color_system=None)
     _print_turn(console, _turn(prm_candidates=0), 1)  # nothing was scored (a forced turn): no score to explain
     assert "path score" not in console.export_text().split("runner-up")[0]
+
+
+def test_threads_default_to_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from langchain_toolprm.cli import _threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # torch's default: the physical cores
+    monkeypatch.setattr("os.getloadavg", lambda: (7.4, 7.0, 6.0))
+    assert _threads(None) == 1  # a busy machine: one thread
+    monkeypatch.setattr("os.getloadavg", lambda: (5.0, 5.0, 5.0))
+    assert _threads(None) == 3
+    monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert _threads(None) == 4  # an idle machine: torch's own choice
+    assert _threads(6) == 6  # asked for: as asked
+    with pytest.raises(ValueError, match="--threads"):
+        _threads(0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert _threads(None) is None  # the environment asked already; torch has read it
