@@ -144,7 +144,8 @@ class ToolPRMChatModel(BaseChatModel):
         include_trace: bool
             Put the whole explored tree in ``response_metadata["toolprm"]["trace"]``.
         max_tool_turns: int | None
-            Answer in text after this many tool-calling turns per user message (agent-loop guard).
+            Answer in text after this many tool-calling turns per user message (agent-loop guard;
+            default 3, ``None`` for no limit).
 
     Instantiate:
         .. code-block:: python
@@ -266,13 +267,15 @@ class ToolPRMChatModel(BaseChatModel):
     """Whether ``invoke`` goes through ``_stream`` (chunks reach ``on_llm_new_token`` callbacks)."""
     include_trace: bool = False
     """Whether ``response_metadata["toolprm"]`` carries the whole explored tree."""
-    max_tool_turns: int | None = Field(default=None, ge=1)
+    max_tool_turns: int | None = Field(default=3, ge=1)
     """After this many tool-calling turns since the last user message, answer in text.
 
-    A guard for agent loops with small models that keep calling tools: once the conversation holds
-    this many assistant turns with calls after the latest user message, ``tool_choice`` ``None`` or
-    ``"auto"`` becomes ``"none"`` and the policy answers from the tool results it has. Forced choices
-    (``"any"``, a tool name) are left alone. ``None`` for no limit.
+    A guard for agent loops with small models that keep calling tools (the packaged 0.5B calls the
+    same tool again after its result): once the conversation holds this many assistant turns with
+    calls after the latest user message, ``tool_choice`` ``None`` or ``"auto"`` becomes ``"none"`` and
+    the policy answers in text from the tool results it has, so an agent always ends. Forced choices
+    (``"any"``, a tool name) are left alone. Three turns leave room for a lookup, a follow-up and a
+    correction; raise it for longer tool chains, or pass ``None`` for no limit.
     """
 
     # -- construction ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ the run functions, so ``toolprm --help`` answers at once and a subcommand pays o
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,26 +56,69 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a model reference")
     grid = parser.add_argument_group("strategies and budgets")
     grid.add_argument("--strategies", nargs="+", default=["greedy", "beam"],
-                      choices=["unconstrained", "greedy", "beam", "best_of_n", "majority"])
+                      choices=["unconstrained", "greedy", "beam", "best_of_n", "majority"], help="strategies to run")
     grid.add_argument("--beams", nargs="+", type=int, default=[2], metavar="N", help="N values (beams kept)")
     grid.add_argument("--widths", nargs="+", type=int, default=[4], metavar="M",
                       help="M values (candidates per beam and step)")
     grid.add_argument("--samples", nargs="+", type=int, metavar="K",
                       help="num_samples for best_of_n/majority (default: N*M for each grid pair)")
     search = parser.add_argument_group("search settings")
-    search.add_argument("--seed", type=int, default=0)
-    search.add_argument("--temperature", type=float, default=0.8)
+    search.add_argument("--seed", type=int, default=0, help="sampling seed")
+    search.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of free values")
     search.add_argument("--aggregation", default=SearchConfig.model_fields["aggregation"].default,
-                        choices=list(get_args(Aggregation)))
-    search.add_argument("--max-new-tokens", type=int, default=256)
+                        choices=list(get_args(Aggregation)), help="how a path's step scores become its score")
+    search.add_argument("--max-new-tokens", type=int, default=256, help="token limit of a generated answer")
     parser.add_argument("--output", "-o", default="toolprm-eval",
                         help="result folder (re-running with the same folder resumes)")
     parser.add_argument("--plot", metavar="PNG", help="also draw accuracy against compute to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
+
+
+def _threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads (default: the cores idle at start, i.e. cores minus the 1-minute load "
+                             "average, at least 1; $OMP_NUM_THREADS instead when it is set)")
+
+
+def _threads(requested: int | None) -> int | None:
+    """The torch thread count for ``--threads``: the request, else the cores idle now; ``None``: leave torch's.
+
+    Torch starts one thread per core, which is right on an idle machine and slow on a shared one: threads
+    that wait for cores other jobs hold wait for one another too (measured on 2 cores at a load average of
+    7-9: the demo's first search took 70 s on one thread, 381 s on two; docs/benchmarks.md). So without a
+    request the count is the cores that are idle when the command starts. ``$OMP_NUM_THREADS``, when set,
+    is the user's request already, and torch has read it.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError("--threads must be at least 1")
+        return requested
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        return None
+    import torch
+
+    idle = (os.cpu_count() or 1) - round(load)
+    return max(1, min(idle, torch.get_num_threads()))  # torch's own count is the physical cores
+
+
+def _set_threads(requested: int | None) -> None:
+    """Apply `_threads` to torch."""
+    threads = _threads(requested)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from langchain_toolprm.evaluation.runner import EvalConfig, render_summary, run_eval
+
+    _set_threads(args.threads)
 
     config = EvalConfig(
         data=args.data, answers=args.answers, categories=args.categories, limit=args.limit,
@@ -104,7 +148,7 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--x", default="policy_tokens", choices=["policy_tokens", "prm_candidates", "wall_seconds"],
                         help="compute on the x axis (mean per case)")
     parser.add_argument("--category", help="plot one category's accuracy (default: all cases)")
-    parser.add_argument("--title")
+    parser.add_argument("--title", help="plot title")
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -133,6 +177,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tool-calling turns before the agent must answer in text")
     parser.add_argument("--max-tokens", type=int, default=96, help="token limit of the text answer")
     parser.add_argument("--hide-pruned", action="store_true", help="count pruned candidates instead of drawing them")
+    _threads_argument(parser)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -141,6 +186,7 @@ def _demo(args: argparse.Namespace) -> int:
     for option in ("beams", "width", "max_tool_turns", "max_tokens"):
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be at least 1")
+    _set_threads(args.threads)
     run_demo(DemoSettings(
         question=args.question or DemoSettings.question,
         policy=args.policy,
@@ -186,20 +232,20 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
     rollouts.add_argument("--samples", type=int, default=2, metavar="K", help="complete samples per query")
     rollouts.add_argument("--branch-width", type=int, default=4, metavar="M",
                           help="policy alternatives per decision of the reference path")
-    rollouts.add_argument("--temperature", type=float, default=0.8)
+    rollouts.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of rollouts")
     rollouts.add_argument("--max-new-tokens", type=int, default=96, help="token limit of a complete sample")
     rollouts.add_argument("--rollout-batch", type=int, default=8, metavar="N",
                           help="queries whose policy rollouts decode in one batch (1: one query at a time)")
     rollouts.add_argument("--max-prompt-tokens", type=int, default=1536,
                           help="longer policy prompts get rule branches only")
-    rollouts.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
     labels = parser.add_argument_group("labels and splits")
     labels.add_argument("--equivalence", action="store_true",
                         help="label values by BFCL acceptable-value rules instead of exact match")
     labels.add_argument("--mask-ratio", type=float, default=1.0, help="fraction of queries with masked names")
-    labels.add_argument("--test-fraction", type=float, default=0.1)
-    labels.add_argument("--seed", type=int, default=0)
+    labels.add_argument("--test-fraction", type=float, default=0.1, help="share of queries in the test split")
+    labels.add_argument("--seed", type=int, default=0, help="random seed (rollouts, masking, split)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
 
 
 def _build_data(args: argparse.Namespace) -> int:
@@ -216,7 +262,7 @@ def _build_data(args: argparse.Namespace) -> int:
     config = BuildConfig(
         out=args.out, xlam=args.xlam, glaive=args.glaive, compose_parallel=args.compose_parallel,
         max_parts=args.max_parts, removed_tool=args.removed_tool, follow_ups=args.follow_ups, limit=args.limit,
-        policies=policies, time_budgets_s=budgets, threads=args.threads,
+        policies=policies, time_budgets_s=budgets, threads=_threads(args.threads),
         rollout=RolloutConfig(samples=args.samples, temperature=args.temperature, branch_width=args.branch_width,
                               max_new_tokens=args.max_new_tokens, seed=args.seed),
         rollout_batch=args.rollout_batch, max_prompt_tokens=args.max_prompt_tokens, mask_ratio=args.mask_ratio,
@@ -241,30 +287,31 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--no-lora", action="store_true", help="full fine-tuning")
-    lora.add_argument("--lora-r", type=int, default=8)
-    lora.add_argument("--lora-alpha", type=int, default=16)
+    lora.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
+    lora.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (scale = alpha / r)")
     lora.add_argument("--lora-layers", type=int, help="adapt the top N layers only (cheaper backward)")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=float, default=1.0)
+    optim.add_argument("--epochs", type=float, default=1.0, help="passes over the training data")
     optim.add_argument("--batch-size", type=int, default=8, help="queries per optimizer step")
-    optim.add_argument("--lr", type=float, default=1e-3)
-    optim.add_argument("--warmup-ratio", type=float, default=0.008)
-    optim.add_argument("--weight-decay", type=float, default=1e-5)
+    optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    optim.add_argument("--warmup-ratio", type=float, default=0.008, help="share of steps spent warming up")
+    optim.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
     optim.add_argument("--no-balance", action="store_true", help="no per-tag balancing of + and - in the loss")
     optim.add_argument("--rank-weight", type=float, default=1.0,
                        help="weight of the ranking loss among candidates of one state (0: pointwise only)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-context-tokens", type=int, default=1024)
+    limits.add_argument("--max-context-tokens", type=int, default=1024,
+                        help="queries with a longer PRM context are left out")
     limits.add_argument("--max-tokens", type=int, default=1536, help="sequence cap per query")
     limits.add_argument("--max-queries", type=int, help="train on at most N queries (policy rollouts first)")
     limits.add_argument("--mix-sources", action="store_true",
                         help="with --max-queries: every source in turn, so small sources are not crowded out")
-    limits.add_argument("--max-steps", type=int)
+    limits.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
     parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
-    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a shared CPU)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -281,7 +328,7 @@ def _train(args: argparse.Namespace) -> int:
         balance=not args.no_balance, rank_weight=args.rank_weight,
         max_context_tokens=args.max_context_tokens, max_tokens=args.max_tokens, max_queries=args.max_queries,
         max_steps=args.max_steps, time_budget_s=args.time_budget, save_every=args.save_every,
-        threads=args.threads, seed=args.seed,
+        threads=_threads(args.threads), seed=args.seed,
     )
     summary = train_prm(config, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
@@ -292,15 +339,16 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", help="PRM folders (adapters or full models), or 'default'")
     parser.add_argument("--data", required=True, help="a build-data folder")
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="the split to score")
     parser.add_argument("--aggregation", choices=["min", "last"],
                         help="trajectory verdict from the minimum step score or the last one "
                              "(default: last for outcome models, min otherwise)")
-    parser.add_argument("--max-context-tokens", type=int, default=1024)
+    parser.add_argument("--max-context-tokens", type=int, default=1024,
+                        help="queries with a longer PRM context are left out")
     parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
-    parser.add_argument("--threads", type=int, help="torch threads")
     parser.add_argument("--output", "-o", help="write the results as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads_argument(parser)
 
 
 def _eval_prm(args: argparse.Namespace) -> int:
@@ -308,10 +356,7 @@ def _eval_prm(args: argparse.Namespace) -> int:
 
     from langchain_toolprm.train import evaluate_prm
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     results = [
         evaluate_prm(model, args.data, split=args.split, aggregation=args.aggregation,
                      max_context_tokens=args.max_context_tokens, limit=args.limit, progress=not args.no_progress)
@@ -359,12 +404,22 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with every option's default, except where there is none (``None``, an off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand of `COMMANDS`."""
-    parser = argparse.ArgumentParser(prog="toolprm", description="Reliable tool calls from small models.")
+    parser = argparse.ArgumentParser(prog="toolprm", description="Reliable tool calls from small models.",
+                                     formatter_class=_HelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        sub = subparsers.add_parser(name, help=command.help, description=command.help, formatter_class=_HelpFormatter)
         command.add_arguments(sub)
     return parser
 

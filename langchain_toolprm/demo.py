@@ -9,11 +9,13 @@ PRM's score, pruned steps dimmed, the chosen path starred), then the tool result
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
+import functools
 import math
 import operator
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +34,7 @@ __all__ = [
     "days_between",
     "render_trace",
     "run_demo",
+    "separation",
 ]
 
 DEFAULT_QUESTION = "How many kilometers is a 26.2 mile marathon?"
@@ -128,6 +131,12 @@ DEMO_TOOLS: list[BaseTool] = [calculator, convert_units, add_days, days_between]
 _TAG_STYLE = {
     "FUNC_NAME": "bold cyan", "ARG_NAME": "magenta", "ARG_VALUE": "yellow", "ARG_END": "blue",
     "FUNC_END": "blue", "TOTAL_FINISH": "bold green",
+}
+
+
+_AGGREGATIONS = {  # what a path score means under each `SearchConfig.aggregation`
+    "min": "the lowest PRM step score on the path", "prod": "the product of the path's PRM step scores",
+    "mean": "the mean PRM step score of the path", "last": "the PRM score of the path's last step",
 }
 
 
@@ -246,6 +255,7 @@ def run_demo(settings: DemoSettings, console: Any = None) -> str:
     """
     from rich.console import Console
     from rich.panel import Panel
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from langchain_toolprm.graph import create_toolprm_agent
@@ -268,30 +278,28 @@ def run_demo(settings: DemoSettings, console: Any = None) -> str:
     )
     started = time.perf_counter()
     answer, turn = "", 0
-    status = console.status(f"Loading {settings.policy} …", spinner="dots")
-    status.start()
-    try:
+    # A transient live line: drawn and redrawn on a terminal only, so a pipe or a log gets nothing from it.
+    progress = Progress(SpinnerColumn(), TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
+                        transient=True)
+    task = progress.add_task(f"loading {settings.policy} and the PRM (a first run converts the packaged model once,"
+                             " about 2 minutes) …", total=None)
+    with _quiet_library_bars(), progress:
         for mode, part in agent.stream({"messages": [("user", settings.question)]},
                                        stream_mode=["custom", "updates"]):
             if mode == "custom" and part.get("toolprm") == "step":
-                kept, pruned = part["kept"], part["pruned"]
-                status.update(f"turn {turn + 1} · search round {part['round'] + 1}: {kept + pruned} candidates"
-                              f" scored, {kept} kept, {pruned} pruned")
+                progress.update(task, description=_step_line(turn + 1, part), refresh=True)
                 continue
             if mode != "updates":
                 continue
             for node, update in part.items():
                 for message in (update or {}).get("messages", []):
-                    status.stop()
                     if node == "agent":
                         turn += 1
                         answer = _print_turn(console, message, turn, settings.show_pruned) or answer
+                        progress.reset(task, description="running the tools …")
                     else:
                         _print_tool(console, message)
-                    status.start()
-                    status.update(f"turn {turn + 1} · searching …")
-    finally:
-        status.stop()
+                        progress.reset(task, description=f"turn {turn + 1} · searching or writing the answer …")
     table = Table.grid(padding=(0, 2))
     table.add_row("[dim]model turns[/]", str(turn))
     table.add_row("[dim]wall time[/]", f"{time.perf_counter() - started:.1f} s")
@@ -300,18 +308,53 @@ def run_demo(settings: DemoSettings, console: Any = None) -> str:
     return answer
 
 
+def _step_line(turn: int, part: dict[str, Any]) -> str:
+    """The live line for one search round: which step, how many candidates, how many beams survive."""
+    tags = sorted({c["tag"] for c in part["candidates"] if c["tag"]})
+    kind = f" ({', '.join(tags)})" if tags else ""
+    scored = part["kept"] + part["pruned"]
+    return (f"turn {turn} · search step {part['round'] + 1}{kind}: {scored} candidates scored,"
+            f" {part['kept']} kept as beams")
+
+
+@contextlib.contextmanager
+def _quiet_library_bars() -> Iterator[None]:
+    """Keep transformers' progress bars ("Loading weights", GGUF dequantisation) out of the demo's output.
+
+    The demo's own live line says what is loading, and how long it has taken, instead. Both switches are
+    put back afterwards: they belong to the process, not to the demo.
+    """
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - the policy needs transformers anyway
+        yield
+        return
+    enabled = hf_logging.is_progress_bar_enabled()
+    gguf_tqdm = gguf_utils.tqdm  # a plain tqdm, which transformers' switch does not reach
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = gguf_tqdm
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool = True) -> str:
     from rich.table import Table
 
     assert isinstance(message, AIMessage)
     info = message.response_metadata.get("toolprm", {})
     calls = [{"name": c["name"], "arguments": c["args"]} for c in message.tool_calls]
-    decided = ", ".join(f"{c['name']}({_args(c['arguments'])})" for c in calls) or (
-        "[red]no complete call[/]" if message.invalid_tool_calls else "answer in text")
+    decided = "[red]no complete call[/]" if message.invalid_tool_calls and not calls else _calls_text(calls)
     cost = info.get("cost", {})
     score = info.get("score")
+    aggregation = info.get("aggregation", "min")
     title = (f"[bold]turn {turn}[/] · {info.get('strategy', '?')} search · decided: [bold green]{decided}[/]"
-             + (f" · prm {score:.2f}" if score is not None else "")
+             + (f" · path score {score:.2f} ({aggregation}: {_AGGREGATIONS.get(aggregation, aggregation)})"
+                if score is not None and cost.get("prm_candidates") else "")  # no scored step: nothing to say
              + f" · {cost.get('wall_seconds', 0):.1f} s, {cost.get('policy_forwards', 0)} policy forwards,"
                f" {cost.get('prm_candidates', 0)} PRM scores")
     if "trace" in info:
@@ -323,17 +366,67 @@ def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool
     if alternatives:
         table = Table(title="runner-up decisions", title_style="dim", show_edge=False, header_style="dim")
         table.add_column("calls")
-        table.add_column("prm", justify="right")
+        table.add_column("path score", justify="right")
         table.add_column("logp", justify="right")
         for alt in alternatives:
-            text = ", ".join(f"{c['name']}({_args(c['arguments'])})" for c in alt["calls"]) or "answer in text"
-            table.add_row(text, _num(alt["score"]), _num(alt["logprob"]))
+            table.add_row(_calls_text(alt["calls"]), _num(alt["score"]), _num(alt["logprob"]))
         console.print(table)
+        if "trace" in info:
+            console.print(separation(info["trace"], calls, alternatives[0]["calls"], DEMO_TOOLS))
+        runner_up = alternatives[0]
+        if score is not None and score == runner_up["score"] and None not in (info.get("logprob"),
+                                                                            runner_up["logprob"]):
+            console.print(f"[dim]equal path scores: the policy's log-probability of the whole path broke the tie"
+                          f" ({info['logprob']:.2f} over {runner_up['logprob']:.2f})[/]")
     for invalid in message.invalid_tool_calls:
         console.print(f"[red]unfinished call[/] {invalid['name']}{invalid['args']}: {invalid['error']}")
     if message.tool_calls:
         return ""
     return message.text if hasattr(message, "text") and isinstance(message.text, str) else str(message.content)
+
+
+def separation(trace: dict[str, Any], winner: Sequence[dict[str, Any]], runner_up: Sequence[dict[str, Any]],
+               tools: Sequence[Any]) -> str:
+    """Say where the runner-up's path leaves the winner's, with what the PRM and the policy said of each step.
+
+    Two paths can share their aggregated score (under ``min``, both may inherit the same weakest step),
+    so the score alone does not show why one won; the first step where they differ does.
+
+    Args:
+        trace: The search's ``TraceNode.to_dict()``.
+        winner: The chosen calls (``{"name", "arguments"}`` dicts).
+        runner_up: The runner-up's calls.
+        tools: The tools the search ran over.
+
+    Returns:
+        One line of rich markup.
+
+    """
+    from rich.markup import escape
+
+    ours, theirs = chosen_path(winner, tools), chosen_path(runner_up, tools)
+    node = trace
+    for depth, (mine, other) in enumerate(zip(ours, theirs, strict=False)):
+        children = {child["text"]: child for child in node["children"]}
+        if mine != other:
+            if mine not in children or other not in children:
+                break
+            a, b = children[mine], children[other]
+            return (f"[dim]winner vs runner-up: the same {depth} steps, then {a['tag']}[/]"
+                    f" [bold green]{escape(a['text'])}[/] [dim]({_said(a)}) over[/]"
+                    f" [yellow]{escape(b['text'])}[/] [dim]({_said(b)})[/]")
+        if mine not in children:
+            break
+        node = children[mine]
+    return "[dim]winner vs runner-up: their paths part outside the drawn tree[/]"
+
+
+def _said(node: dict[str, Any]) -> str:
+    return f"prm {_num(node['score'])}, logp {_num(node['logprob'])}"
+
+
+def _calls_text(calls: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['name']}({_args(c['arguments'])})" for c in calls) or "answer in text"
 
 
 def _print_tool(console: Any, message: BaseMessage) -> None:

@@ -70,7 +70,8 @@ class ToolPRMNode(Runnable[Any, dict[str, list[AnyMessage]]]):
         system_prompt: A system message put first when the conversation has none.
         max_tool_turns: After this many tool-calling turns since the last user message, the node
             answers in text from the tool results it has: a guard against small models that keep
-            calling (see `ToolPRMChatModel.max_tool_turns`). ``None`` keeps the model's setting.
+            calling (see `ToolPRMChatModel.max_tool_turns`). ``None`` keeps the model's setting (3
+            unless the model was built with another; ``max_tool_turns=None`` there lifts the limit).
         messages_key: The state key that holds the conversation.
         name: The node's name (labels its custom stream parts).
         **search: `SearchConfig` fields and chat-model settings, when ``model`` is a policy.
@@ -152,7 +153,7 @@ def create_toolprm_agent(
         prm: The PRM (object, reference, ``"rules"``) or ``None``.
         system_prompt: A system message for conversations that have none.
         max_tool_turns: Answer in text after this many tool-calling turns per user message (see
-            `ToolPRMNode`); ``None`` for no limit.
+            `ToolPRMNode`); ``None`` keeps the chat model's (3 by default).
         checkpointer: Passed to ``compile`` (memory across invocations, human-in-the-loop).
         name: The compiled graph's name.
         **search: `SearchConfig` fields (``num_beams``, ``beam_width``...) and chat-model settings.

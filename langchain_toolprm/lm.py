@@ -11,6 +11,7 @@ the tokens it would have produced itself; where a continuation re-tokenises the 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -191,6 +192,10 @@ class CausalLM:
         self._lock = threading.RLock()
         self.stop_ids = self._end_of_turn_ids()
         self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        # Recent transformers (5.24 here) call the forward's ``past_key_values`` ``cache`` (the old name warns on
+        # every call); older releases know only the old name.
+        forward = inspect.signature(model.base_model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
 
     @classmethod
     def from_pretrained(cls, ref: str, **kwargs: Any) -> CausalLM:
@@ -273,8 +278,8 @@ class CausalLM:
         if mask is not None:
             extra = {"attention_mask": mask.to(self.device), "position_ids": positions.to(self.device)}
         with self._torch.inference_mode():
-            out = self.model.base_model(input_ids=ids.to(self.device), past_key_values=cache, use_cache=True,
-                                        **extra)
+            out = self.model.base_model(input_ids=ids.to(self.device), use_cache=True,
+                                        **{self._cache_kwarg: cache}, **extra)
         return out.last_hidden_state
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -52,10 +52,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when the layout or the conversion of a cache folder changes: old caches are then ignored.
-_CACHE_FORMAT = "1"
+# 2: the key hashes the files' content (1 hashed their paths and modification times).
+_CACHE_FORMAT = "2"
 # Written last into a cache folder, before the rename that publishes it; describes where it came from.
 _SOURCE_FILE = "toolprm_source.json"
 _GGUF_MAGIC = b"GGUF"
+# 64 KiB windows of a source file read into its cache key, besides its first and last MiB (see _fingerprint).
+_SAMPLES = 16
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 
 
@@ -183,17 +186,26 @@ def _safe_name(name: str) -> str:
 
 
 def _fingerprint(paths: list[Path]) -> str:
-    """Hash the identity of the source files (path, size, mtime), so a changed file gets a new cache.
+    """Hash what the source files hold, not where they lie, so every install of the same bytes shares a cache.
 
-    Reading 500 MB to hash the content would cost seconds on every load; path, size and modification
-    time change whenever a package is reinstalled or a file is replaced, which is what matters here.
+    Each virtual environment installs its own copy of a packaged model; a key on the install path would
+    convert and store the same 2.4 GB again per environment. The key reads each file's size, its first
+    and last MiB (for a GGUF, the header with architecture, names and tensor table; and the last
+    tensors) and `_SAMPLES` windows spread evenly between them: a few MB, milliseconds, where hashing
+    the whole 500 MB would cost a second or more on every load. A reinstall, a copy or a touched file
+    keeps the key; a file of another model differs in its size, header or samples.
     """
-    items = []
+    edge, window = 1 << 20, 64 * 1024
+    digest = hashlib.sha256(f"toolprm-cache {_CACHE_FORMAT}".encode())
     for path in paths:
-        stat = path.stat()
-        items.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
-    blob = json.dumps({"format": _CACHE_FORMAT, "files": items}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+        size = path.stat().st_size
+        digest.update(f"|{size}|".encode())
+        spread = [(size * i // (_SAMPLES + 1), window) for i in range(1, _SAMPLES + 1)]
+        with path.open("rb") as handle:
+            for offset, length in [(0, edge), *spread, (max(size - edge, 0), edge)]:
+                handle.seek(offset)
+                digest.update(handle.read(length))
+    return digest.hexdigest()[:12]
 
 
 def _is_complete_cache(folder: Path) -> bool:

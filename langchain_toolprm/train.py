@@ -29,6 +29,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,7 +320,9 @@ def _model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBa
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                           target_modules=list(config.lora_targets), layers_to_transform=layers,
                           task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            model = get_peft_model(model, lora)
     return model, tokenizer
 
 

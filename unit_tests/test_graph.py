@@ -110,6 +110,19 @@ def test_node_errors_are_clear(node: ToolPRMNode, tiny_model_dir: Path) -> None:
         ToolPRMNode(str(tiny_model_dir), [set_light], tool_choice="unknown_tool")
 
 
+def test_an_agent_ends_by_default(tiny_model_dir: Path, tiny_policy: Any, scripted_prm: Any) -> None:
+    """A model that always wants one more call still answers in text after three tool turns, untold."""
+    from langchain.agents import create_agent
+
+    model = ToolPRMChatModel(policy=str(tiny_model_dir), prm=scripted_prm(keep_calling=True), **FAST)
+    assert model.max_tool_turns == 3
+    out = create_agent(model, [set_light]).invoke({"messages": [("user", "Kitchen light on")]})
+    calls = [m for m in out["messages"] if isinstance(m, AIMessage) and m.tool_calls]
+    assert len(calls) == 3 and not out["messages"][-1].tool_calls
+    assert out["messages"][-1].response_metadata["toolprm"]["max_tool_turns_reached"]
+    assert ToolPRMChatModel(policy=str(tiny_model_dir), max_tool_turns=None).max_tool_turns is None  # no limit
+
+
 def test_max_tool_turns_forces_a_text_answer(tiny_model_dir: Path, tiny_policy: Any, scripted_prm: Any) -> None:
     agent = create_toolprm_agent(str(tiny_model_dir), [set_light], prm=scripted_prm(keep_calling=True),
                                  max_tool_turns=2, **FAST)

@@ -264,6 +264,33 @@ def test_changed_gguf_gets_a_new_cache(tmp_path: Path, monkeypatch: pytest.Monke
     assert first != second and len(calls) == 2
 
 
+def test_installs_of_the_same_bytes_share_one_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two virtual environments with the same packaged model convert it once: the key is the content."""
+    payload = os.urandom(3 << 20)  # larger than the sampled windows, so the key samples rather than reads all
+    pieces = (("fake_piece_a", "data/part01.bin"), ("fake_piece_b", "data/part02.bin"))
+    for venv in ("venv-one", "venv-two"):
+        for index, (module, relpath) in enumerate(pieces):
+            path = tmp_path / venv / "site-packages" / module / relpath
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"GGUF" + payload if index == 0 else payload[::-1])
+    os.utime(tmp_path / "venv-two" / "site-packages" / "fake_piece_b" / "data" / "part02.bin", (0, 0))  # older
+    fake = PackagedModel(name="fake-model", description="test", pieces=pieces, install="pip install fake",
+                         gguf_name="fake.gguf")
+    monkeypatch.setitem(PACKAGED_MODELS, "fake-model", fake)
+    calls: list[Path] = []
+    monkeypatch.setattr(models, "_convert_into", _fake_convert(calls))
+    found = {}
+    for venv in ("venv-one", "venv-two"):
+        site = tmp_path / venv / "site-packages"
+        monkeypatch.setattr(models, "_package_file", lambda module, relpath, site=site: site / module / relpath)
+        found[venv] = resolve_model("fake-model", cache_dir=tmp_path / "cache")
+    assert found["venv-one"] == found["venv-two"] and len(calls) == 1
+    # Other bytes in the second piece (same size) are another model: a cache of its own.
+    changed = tmp_path / "venv-two" / "site-packages" / "fake_piece_b" / "data" / "part02.bin"
+    changed.write_bytes(payload)
+    assert resolve_model("fake-model", cache_dir=tmp_path / "cache") != found["venv-one"] and len(calls) == 2
+
+
 def test_incomplete_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gguf = _fake_gguf(tmp_path / "m.gguf")
     calls: list[Path] = []

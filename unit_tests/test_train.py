@@ -189,26 +189,30 @@ def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) 
         assert all(packed.targets[n] for n in positives) and not any(packed.targets[n] for n in negatives)
 
 
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")  # peft's own call, as a reference
 def test_adapter_merges_without_peft(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
-    """The packaged PRM must load where peft is absent: the plain LoRA sum equals peft's merge."""
+    """A trained plain LoRA loads by the plain sum (no peft), which gives exactly peft's merged weights."""
     import torch
+    from peft import PeftModel
 
     from langchain_toolprm.models import load_causal_lm
-    from langchain_toolprm.prm.adapters import merge_lora
+    from langchain_toolprm.prm.adapters import lora_variant, merge_lora
 
     out = tmp_path / "prm"
     train_prm(TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), max_steps=2, batch_size=2,
                           lora_layers=1, lr=5e-2), progress=False)
+    assert lora_variant(json.loads((out / "adapter_config.json").read_text())) == []
     merged, _ = load_prm_model(out)
-    plain, _ = load_causal_lm(str(tiny_model_dir))
-    merge_lora(plain, out, json.loads((out / "adapter_config.json").read_text()))
+    by_peft = PeftModel.from_pretrained(load_causal_lm(str(tiny_model_dir))[0], str(out)).merge_and_unload()
     base, _ = load_causal_lm(str(tiny_model_dir))
     changed = False
-    for (name, a), (_, b), (_, c) in zip(merged.state_dict().items(), plain.state_dict().items(),
+    for (name, a), (_, b), (_, c) in zip(merged.state_dict().items(), by_peft.state_dict().items(),
                                          base.state_dict().items(), strict=True):
-        assert torch.allclose(a, b, atol=1e-5), name
+        assert torch.equal(a, b), name
         changed |= not torch.allclose(a, c)
     assert changed
+    with pytest.raises(ValueError, match="use_dora"):
+        merge_lora(base, out, {"peft_type": "LORA", "use_dora": True})
 
 
 def test_trained_prm_loads_by_reference_and_refuses_another_prompt_format(

@@ -2,9 +2,8 @@
 
 `toolprm train` saves a LoRA adapter of a few MB that names its base by the reference it was trained
 from (for example the packaged ``smollm2-135m-instruct``), so loading it needs no hub: the base comes
-through `load_causal_lm` and the adapter is merged into it (``merge_and_unload``, or a plain sum of
-the LoRA products where ``peft`` is not installed), so scoring runs at the base model's speed with no
-PEFT code on the hot path.
+through `load_causal_lm` and the adapter is merged into it (a plain sum of the LoRA products; peft
+only for LoRA variants), so scoring runs at the base model's speed with no PEFT code on the hot path.
 """
 
 from __future__ import annotations
@@ -18,7 +17,8 @@ from langchain_toolprm.prm.prompt import PROMPT_VERSION
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "merge_lora", "prm_meta"]
+__all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "lora_variant",
+           "merge_lora", "prm_meta"]
 
 DEFAULT_PRM = "default"
 """The reference that names the PRM packaged with the library."""
@@ -77,11 +77,14 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
     adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     base = meta.get("base") or adapter["base_model_name_or_path"]
     model, tokenizer = load_causal_lm(base, **load_kwargs)
-    try:
-        from peft import PeftModel
-    except ImportError:
-        merge_lora(model, folder, adapter)
+    variant = lora_variant(adapter)
+    if not variant:
+        merge_lora(model, folder, adapter)  # what peft's merge computes, without peft's import and warnings
     else:
+        try:
+            from peft import PeftModel
+        except ImportError as error:
+            raise ValueError(f"Install peft to load the adapter in {folder} (it uses {variant}).") from error
         model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     model.eval()
     return model, tokenizer
@@ -95,11 +98,27 @@ def prm_meta(folder: str | Path) -> dict[str, Any]:
     return json.loads(meta_file.read_text(encoding="utf-8"))
 
 
-def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
-    """Merge a plain LoRA adapter into ``model`` in place, without ``peft``: ``W += (alpha / r) B A``.
+_VARIANT_KEYS = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "use_rslora", "fan_in_fan_out",
+                 "lora_bias", "use_qalora", "trainable_token_indices", "target_parameters", "layer_replication")
 
-    The packaged PRM must load where only the inference extras are installed; a plain LoRA (no DoRA,
-    no rank or alpha patterns, no extra trained modules) needs nothing more than this sum.
+
+def lora_variant(adapter: dict[str, Any]) -> list[str]:
+    """The features of an adapter config beyond a plain LoRA (empty for one `merge_lora` can merge)."""
+    if adapter.get("peft_type", "LORA") != "LORA":
+        return [str(adapter.get("peft_type"))]
+    found = [k for k in _VARIANT_KEYS if adapter.get(k)]
+    if adapter.get("bias", "none") != "none":
+        found.append(f"bias={adapter['bias']}")
+    return found
+
+
+def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
+    """Merge a plain LoRA adapter into ``model`` in place, without ``peft``: ``W += (B A) alpha / r``.
+
+    A plain LoRA (see `lora_variant`) needs nothing more than this sum, computed in the order peft's
+    ``merge_and_unload`` computes it, so both give the same weights. The packaged PRM always loads this
+    way: where only the inference extras are installed, and without peft's import time and its
+    deprecation warnings.
 
     Raises:
         ValueError: The adapter uses a LoRA variant this merge does not know.
@@ -108,10 +127,9 @@ def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
     import torch
     from safetensors.torch import load_file
 
-    unsupported = [k for k in ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "use_rslora")
-                   if adapter.get(k)]
-    if adapter.get("peft_type", "LORA") != "LORA" or unsupported:
-        raise ValueError(f"Install peft to load this adapter (it uses {unsupported or adapter.get('peft_type')}).")
+    variant = lora_variant(adapter)
+    if variant:
+        raise ValueError(f"Install peft to load this adapter (it uses {variant}).")
     scale = float(adapter["lora_alpha"]) / float(adapter["r"])
     weights = load_file(str(folder / "adapter_model.safetensors"))
     modules = dict(model.named_modules())
@@ -122,4 +140,4 @@ def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
             b = weights[key.replace(".lora_A.", ".lora_B.")]
             path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
             layer = modules[path]
-            layer.weight += (scale * b.float() @ a.float()).to(layer.weight.dtype)
+            layer.weight += ((b.float() @ a.float()) * scale).to(layer.weight.dtype)
