@@ -24,6 +24,7 @@ resumable from the checkpoint in the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -320,10 +321,17 @@ def _model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBa
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                           target_modules=list(config.lora_targets), layers_to_transform=layers,
                           task_type="CAUSAL_LM")
-        with warnings.catch_warnings():  # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        with _quiet_peft():
             model = get_peft_model(model, lora)
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing``: not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
 
 
 def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -350,7 +358,8 @@ def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
         raise ValueError(f"init={config.init!r} adapts {meta['base']!r}, not base={config.base!r}.")
     model, tokenizer = load_causal_lm(config.base, dtype=config.dtype)
     model.config.use_cache = False
-    return PeftModel.from_pretrained(model, str(folder), is_trainable=True), tokenizer
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, str(folder), is_trainable=True), tokenizer
 
 
 def _causal_lm(model: Any) -> Any:
