@@ -261,6 +261,8 @@ def test_budget_end_gives_invalid_tool_call(model: ToolPRMChatModel) -> None:
     assert "stopped before this call was complete" in (invalid["error"] or "")
     streamed = _merge(bound.stream("kitchen light on", max_steps=2))
     assert not streamed.tool_calls and [c["name"] for c in streamed.invalid_tool_calls] == ["set_light"]
+    errors = streamed.response_metadata["toolprm"]["invalid_tool_call_errors"]
+    assert "stopped before this call was complete" in errors[streamed.invalid_tool_calls[0]["id"]]
 
 
 def test_stop_sequences_cut_text(model: ToolPRMChatModel, monkeypatch: pytest.MonkeyPatch) -> None:
