@@ -12,8 +12,11 @@ schema ahead, seconds for a large vocabulary; outlines-core builds a full index 
 
 The grammar is the text after ``"name":`` as the formats write it: one space, then the value in
 canonical separators (``", "``, ``": "``), with no other whitespace, so a sample never spends its token
-budget on blank space. Keywords llguidance does not implement are ignored (``lenient``); `jsonschema`
-still checks every sample afterwards.
+budget on blank space. After the value, any text that starts with a delimiter may follow: a number
+only ends where the model writes what comes after it (``10,``), and forbidding that would leave it
+writing digits (`langchain_toolprm.search.values.value_end` cuts the sample there). Keywords
+llguidance does not implement are ignored (``lenient``); `jsonschema` still checks every sample
+afterwards.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class ValueGrammars:
         with self._lock:
             if key not in self._cache:
                 grammar = llguidance.LLMatcher.grammar_from_lark(
-                    'start: " " value\nvalue: %json ' + json.dumps({**schema, "x-guidance": _OPTIONS}))
+                    'start: " " value TAIL?\nTAIL: /[,}\\]\\s][\\s\\S]*/\nvalue: %json '
+                    + json.dumps({**schema, "x-guidance": _OPTIONS}))
                 matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0)
                 if matcher.is_error():
                     logger.info("No value grammar for %s (%s); its values are sampled freely", key,

@@ -227,3 +227,17 @@ def test_constrained_samples_are_valid_json_of_the_schema(lm):
     for sample in finished:
         assert sample.text.startswith(" ")  # the space the formats write after "name":
         assert Draft202012Validator(schema).is_valid(json.loads(sample.text))
+
+
+def test_value_grammar_lets_a_number_end_where_the_model_writes_on(lm):
+    """A real model ends ``10`` by writing ``,`` or ``}``: the grammar must allow that, or it writes digits forever."""
+
+    def accepts(schema, text):
+        matcher = lm.value_grammar(schema).matcher()
+        return all(matcher.consume_token(t) for t in lm.encode(text)) and not matcher.is_error()
+
+    integer = {"type": "integer"}
+    assert accepts(integer, " 10") and accepts(integer, ' 10, "b": 2}}') and accepts(integer, " 10}}")
+    assert not accepts(integer, " 10x") and not accepts(integer, ' "10"') and not accepts(integer, "10")
+    closed = VALUE_SCHEMAS["closed object"]
+    assert accepts(closed, ' {"x": 1, "y": "a"}') and not accepts(closed, ' {"x": 1, "z": 2}')
