@@ -91,5 +91,5 @@ def test_report_counts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     assert COUNTS["refused"] > 0 and COUNTS["accepted"] > 0  # both kinds were generated
     assert not any(v for k, v in COUNTS.items() if k.endswith("invalid calls"))
     # Values are decoded under their schema; what is left unfinished is mostly free strings that a random
-    # model does not close within max_value_tokens=16 (measured: greedy 177, beam 170 of 200).
-    assert COUNTS["tiny greedy finished"] >= 160 and COUNTS["tiny beam finished"] >= 160
+    # model does not close within max_value_tokens=16 (measured: greedy 177-182, beam 169-175 of 200).
+    assert COUNTS["tiny greedy finished"] >= 150 and COUNTS["tiny beam finished"] >= 150
