@@ -667,7 +667,7 @@ class ToolPRMChatModel(BaseChatModel):
             tool_calls=calls,
             invalid_tool_calls=invalid,
             usage_metadata=self._usage(request, result, text, calls),
-            response_metadata=self._metadata(request, result, finish_reason),
+            response_metadata=self._metadata(request, result, finish_reason, invalid),
         )
 
     def _usage(self, request: _Request, result: SearchResult, text: str, calls: list[Any]) -> dict[str, int]:
@@ -676,7 +676,8 @@ class ToolPRMChatModel(BaseChatModel):
         total = max(result.cost.policy_tokens + result.cost.prm_tokens, output)
         return {"input_tokens": total - output, "output_tokens": output, "total_tokens": total}
 
-    def _metadata(self, request: _Request, result: SearchResult, finish_reason: str) -> dict[str, Any]:
+    def _metadata(self, request: _Request, result: SearchResult, finish_reason: str,
+                  invalid: Sequence[Any] = ()) -> dict[str, Any]:
         config = request.config
         toolprm: dict[str, Any] = {
             "strategy": result.strategy,
@@ -696,6 +697,10 @@ class ToolPRMChatModel(BaseChatModel):
             toolprm["max_tool_turns_reached"] = True
         if result.partial is not None:
             toolprm["partial"] = result.partial
+        if invalid:
+            # Merging streamed chunks rebuilds invalid_tool_calls without their errors (LangChain re-parses
+            # the argument chunks); the errors survive here, by call id.
+            toolprm["invalid_tool_call_errors"] = {call["id"]: call["error"] for call in invalid}
         if self.include_trace:
             toolprm["trace"] = result.trace.to_dict()
         return {"model_name": request.model_name, "model_provider": "toolprm", "finish_reason": finish_reason,

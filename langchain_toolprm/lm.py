@@ -15,13 +15,15 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
 __all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
 
@@ -100,6 +102,7 @@ class Draw:
         generator: Random source of this draw's rows (``None``: the one passed to `sample_many`). Draws of
             different searches decoded together keep their own sources, so each search's samples do not
             depend on what they were batched with.
+        grammar: Constrains every row to a valid JSON value of a schema (`CausalLM.value_grammar`).
 
     """
 
@@ -108,6 +111,7 @@ class Draw:
     max_new_tokens: int = 64
     stop: StopFn | None = None
     generator: torch.Generator | None = None
+    grammar: ValueGrammar | None = None
 
 
 class ContextLengthError(ValueError):
@@ -196,6 +200,7 @@ class CausalLM:
         # every call); older releases know only the old name.
         forward = inspect.signature(model.base_model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
+        self._grammars: ValueGrammars | None = None
 
     @classmethod
     def from_pretrained(cls, ref: str, **kwargs: Any) -> CausalLM:
@@ -447,6 +452,24 @@ class CausalLM:
         last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
         return self._logits(last)[:, list(token_ids)]
 
+    def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
+        """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).
+
+        ``None`` without llguidance, or for a schema it cannot compile: values are then sampled freely
+        and checked afterwards.
+        """
+        from langchain_toolprm.constrained import ValueGrammars
+
+        if not ValueGrammars.available():
+            return None
+        with self._lock:
+            if self._grammars is None:
+                eot = self.tokenizer.convert_tokens_to_ids(self.end_of_turn)
+                eos = eot if isinstance(eot, int) and eot in self.stop_ids else min(self.stop_ids)
+                vocab = self.model.get_output_embeddings().weight.shape[0]
+                self._grammars = ValueGrammars(self.tokenizer, vocab, eos)
+        return self._grammars.get(schema)
+
     def opening_logprob(self, base: Prefix, openings: Sequence[str]) -> float:
         r"""Log-probability that the next token after ``base`` begins one of ``openings``.
 
@@ -531,6 +554,10 @@ class CausalLM:
             return [[] for _ in draws]
         lengths = [len(draws[d].base.ids) for d in owners]
         sources = [draws[d].generator or generator for d in owners]
+        grammars = [draws[d].grammar for d in owners]
+        matchers = [g.matcher() if g is not None else None for g in grammars]
+        if any(m is not None for m in matchers):
+            from langchain_toolprm.constrained import mask_rows
         longest = max(draws[d].max_new_tokens for d in owners)
         with self._lock:
             cache, mask = self._batch_cache(draws)
@@ -542,17 +569,24 @@ class CausalLM:
             slots = list(range(len(owners)))  # the row in each batch slot; finished rows ride along
             running = list(range(len(slots)))  # the slots whose rows still decode
             for step in range(longest):
-                step_logprobs = torch.log_softmax(logits, dim=-1)
-                chosen = step_logprobs.argmax(dim=-1)
+                step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
+                allowed = logits
+                if any(m is not None for m in matchers):
+                    running_set = set(running)
+                    allowed = mask_rows(logits, [matchers[slots[s]] if s in running_set else None
+                                                 for s in range(len(slots))])
+                chosen = allowed.argmax(dim=-1)
                 if temperature > 0:  # draw for running rows only: a row's random stream is its own
                     index = torch.tensor(running)
-                    probs = torch.softmax(logits[index] / temperature, dim=-1)
+                    probs = torch.softmax(allowed[index] / temperature, dim=-1)
                     chosen[index] = self._multinomial(probs, [sources[slots[slot]] for slot in running])
                 keep: list[int] = []
                 for slot in running:
                     row = slots[slot]
                     token = int(chosen[slot])
                     tokens[row].append(token)
+                    if matchers[row] is not None:
+                        matchers[row].consume_token(token)
                     logprob[row] += float(step_logprobs[slot, token])
                     draw = draws[owners[row]]
                     ended = self._ended(tokens[row], draw.stop)

@@ -261,6 +261,8 @@ def test_budget_end_gives_invalid_tool_call(model: ToolPRMChatModel) -> None:
     assert "stopped before this call was complete" in (invalid["error"] or "")
     streamed = _merge(bound.stream("kitchen light on", max_steps=2))
     assert not streamed.tool_calls and [c["name"] for c in streamed.invalid_tool_calls] == ["set_light"]
+    errors = streamed.response_metadata["toolprm"]["invalid_tool_call_errors"]
+    assert "stopped before this call was complete" in errors[streamed.invalid_tool_calls[0]["id"]]
 
 
 def test_stop_sequences_cut_text(model: ToolPRMChatModel, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -528,3 +530,15 @@ def test_timeout_is_the_search_time_limit(tiny_model_dir: Path) -> None:
     assert message.response_metadata["toolprm"]["timed_out"] is True
     answer = model.invoke("hello")
     assert answer.content == "" and answer.response_metadata["finish_reason"] == "length"
+
+
+async def test_16_concurrent_ainvoke_calls_equal_the_sequential_results(model: ToolPRMChatModel) -> None:
+    bound = model.bind_tools([set_light, get_weather], tool_choice="any")
+    prompts = [f"request {i}" for i in range(16)]
+
+    def key(message: AIMessage) -> Any:
+        return message.content, [(c["name"], c["args"]) for c in message.tool_calls]
+
+    sequential = [key(bound.invoke(p)) for p in prompts]
+    concurrent = [key(m) for m in await asyncio.gather(*(bound.ainvoke(p) for p in prompts))]
+    assert concurrent == sequential

@@ -70,7 +70,7 @@ def test_generated_schemas_on_the_tiny_model(tiny_policy: Any, drawn: tuple[dict
     tool, _ = drawn
     COUNTS["tiny schemas"] += 1
     for strategy in ("greedy", "beam"):
-        config = SearchConfig(strategy=strategy, num_beams=2, beam_width=2, max_value_tokens=24, max_steps=64,
+        config = SearchConfig(strategy=strategy, num_beams=2, beam_width=2, max_value_tokens=16, max_steps=64,
                               seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -90,3 +90,6 @@ def test_report_counts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     assert COUNTS["schemas"] >= 1000 and COUNTS["tiny schemas"] >= 200
     assert COUNTS["refused"] > 0 and COUNTS["accepted"] > 0  # both kinds were generated
     assert not any(v for k, v in COUNTS.items() if k.endswith("invalid calls"))
+    # Values are decoded under their schema; what is left unfinished is mostly free strings that a random
+    # model does not close within max_value_tokens=16 (measured: greedy 177-182, beam 169-175 of 200).
+    assert COUNTS["tiny greedy finished"] >= 150 and COUNTS["tiny beam finished"] >= 150

@@ -1,5 +1,6 @@
 """End to end on a tiny random model loaded through the real loading code."""
 
+import json
 import math
 
 import pytest
@@ -182,3 +183,61 @@ def test_a_prompt_longer_than_the_context_is_refused(tiny_policy):
     assert tiny_policy.lm.max_context == 2048
     with pytest.raises(ContextLengthError, match=r"The prompt is [\d,]+ tokens, but .* reads at most 2,048"):
         run_search("hello", tools, policy=tiny_policy, config=SearchConfig(strategy="greedy"))
+
+
+VALUE_SCHEMAS = {
+    "string": {"type": "string", "minLength": 1},
+    "integer": {"type": "integer"},
+    "bounded number": {"type": "number", "minimum": 0, "maximum": 10},
+    "array": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+    "closed object": {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"enum": ["a", "b"]}},
+                      "required": ["x"], "additionalProperties": False},
+    "union": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(VALUE_SCHEMAS))
+def test_values_are_decoded_under_their_schema(tiny_policy, kind):
+    """A random model finishes every required value: its tokens are masked to the value's schema as they are drawn."""
+    from jsonschema import Draft202012Validator
+
+    schema = VALUE_SCHEMAS[kind]
+    tool = {"name": "f", "parameters": {"type": "object", "properties": {"p": schema}, "required": ["p"]}}
+    for strategy in ("greedy", "beam"):
+        for seed in range(3):
+            config = SearchConfig(strategy=strategy, seed=seed, max_value_tokens=32)
+            result = run_search("call f", [tool], policy=tiny_policy, tool_choice="required", config=config)
+            assert result.finished, (strategy, seed, result.partial)
+            assert Draft202012Validator(schema).is_valid(result.calls[0]["arguments"]["p"])
+
+
+def test_constrained_samples_are_valid_json_of_the_schema(lm):
+    from jsonschema import Draft202012Validator
+
+    from langchain_toolprm.search.values import value_end
+
+    schema = VALUE_SCHEMAS["closed object"]
+    grammar = lm.value_grammar(schema)
+    assert grammar is not None
+    base = lm.prefix('<|im_start|>assistant\n<tool_call>\n{"name": "f", "arguments": {"p":')
+    samples = lm.sample_many([Draw(base, 6, 64, value_end, grammar=grammar)], temperature=1.0,
+                             generator=torch.Generator().manual_seed(0))[0]
+    finished = [s for s in samples if s.finished]
+    assert finished
+    for sample in finished:
+        assert sample.text.startswith(" ")  # the space the formats write after "name":
+        assert Draft202012Validator(schema).is_valid(json.loads(sample.text))
+
+
+def test_value_grammar_lets_a_number_end_where_the_model_writes_on(lm):
+    """A real model ends ``10`` by writing ``,`` or ``}``: the grammar must allow that, or it writes digits forever."""
+
+    def accepts(schema, text):
+        matcher = lm.value_grammar(schema).matcher()
+        return all(matcher.consume_token(t) for t in lm.encode(text)) and not matcher.is_error()
+
+    integer = {"type": "integer"}
+    assert accepts(integer, " 10") and accepts(integer, ' 10, "b": 2}}') and accepts(integer, " 10}}")
+    assert not accepts(integer, " 10x") and not accepts(integer, ' "10"') and not accepts(integer, "10")
+    closed = VALUE_SCHEMAS["closed object"]
+    assert accepts(closed, ' {"x": 1, "y": "a"}') and not accepts(closed, ' {"x": 1, "z": 2}')

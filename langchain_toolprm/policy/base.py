@@ -9,8 +9,9 @@ whole answers). Everything about tools and structure stays in the grammar.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from langchain_toolprm.formats import ToolCallFormat
 from langchain_toolprm.lm import Sample, StopFn, Usage, logsumexp
@@ -29,6 +30,8 @@ class SampleRequest:
         n: How many samples.
         max_new_tokens: Token limit per sample.
         stop: Decides when a sample is finished (``None``: at the end of the turn).
+        schema: The JSON schema of the value being sampled; a policy that can constrain decoding to it
+            (a local model with llguidance) samples only valid values, others ignore it.
 
     """
 
@@ -36,6 +39,7 @@ class SampleRequest:
     n: int
     max_new_tokens: int
     stop: StopFn | None = None
+    schema: Mapping[str, Any] | None = None
 
 
 class PolicySession(ABC):

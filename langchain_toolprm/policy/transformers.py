@@ -16,7 +16,7 @@ from langchain_toolprm.formats import (
     detect_format,
     get_format,
 )
-from langchain_toolprm.lm import CausalLM, Draw, PrefixCache, Sample, StopFn, Usage
+from langchain_toolprm.lm import CausalLM, Draw, Prefix, PrefixCache, Sample, StopFn, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import Policy, PolicySession, SampleRequest
 from langchain_toolprm.tools import ToolSpec
@@ -50,6 +50,12 @@ def tools_system_prompt(specs: Sequence[ToolSpec], fmt: ToolCallFormat) -> str:
         f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
         f"{_INSTRUCTIONS[fmt.name]}\nIf no function fits the request, answer in plain text."
     )
+
+
+def _draw(lm: CausalLM, base: Prefix, request: SampleRequest, generator: Any) -> Draw:
+    """A decoding request on a cached prefix; a value's schema becomes its token grammar."""
+    grammar = lm.value_grammar(request.schema) if request.schema is not None else None
+    return Draw(base, request.n, request.max_new_tokens, request.stop, generator, grammar)
 
 
 class TransformersPolicy(Policy):
@@ -146,8 +152,7 @@ class TransformersPolicy(Policy):
         for session, request in requests:
             if not isinstance(session, TransformersSession) or session.lm is not self.lm:
                 raise TypeError("sample_across takes sessions of this policy only.")
-            draws.append(Draw(session.cache.get(request.text), request.n, request.max_new_tokens, request.stop,
-                              session.generator))
+            draws.append(_draw(self.lm, session.cache.get(request.text), request, session.generator))
         return self.lm.sample_many(draws, temperature=temperature, usage=requests[0][0].usage)
 
 
@@ -184,5 +189,5 @@ class TransformersSession(PolicySession):
                               generator=self.generator)
 
     def sample_many(self, requests: Sequence[SampleRequest], *, temperature: float) -> list[list[Sample]]:
-        draws = [Draw(self.cache.get(r.text), r.n, r.max_new_tokens, r.stop) for r in requests]
+        draws = [_draw(self.lm, self.cache.get(r.text), r, None) for r in requests]
         return self.lm.sample_many(draws, temperature=temperature, usage=self.usage, generator=self.generator)

@@ -1,7 +1,8 @@
 """What every grammar-walking strategy shares: proposing steps, scoring them, ranking paths.
 
 The policy proposes: finite choices are enumerated with their log-probabilities in one batched pass
-over all states being expanded; free values are sampled, read, validated and de-duplicated. The PRM
+over all states being expanded; free values are sampled (under their JSON schema where the policy can
+constrain decoding, `langchain_toolprm.constrained`), read, validated and de-duplicated. The PRM
 scores the proposals of one state together. Strategies only decide what to keep.
 """
 
@@ -214,8 +215,8 @@ class SearchContext:
         for attempt, attempt_temperature in enumerate((temperature, max(temperature, 1.0))):
             if not pending and (attempt or not extra):
                 break
-            requests = [SampleRequest(self.text(state), n, self.config.max_value_tokens, value_end)
-                        for _, state, _ in pending]
+            requests = [SampleRequest(self.text(state), n, self.config.max_value_tokens, value_end, schema)
+                        for _, state, schema in pending]
             riders = list(extra) if attempt == 0 else []
             batches = yield requests + riders, attempt_temperature
             if riders:
