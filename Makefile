@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.toolprm-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean serve serve-stop
 
 setup: $(STAMP)
 
@@ -25,8 +25,16 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# A vLLM server (its own venv, .venv-vllm) with the packaged 0.5B as the policy and the packaged PRM as a
+# LoRA, on 127.0.0.1:8000; the served integration tests use it (docs/benchmarks.md, "Served models").
+serve: setup
+	PROJECT_PYTHON=$(PY) scripts/vllm_server.sh start
+
+serve-stop:
+	scripts/vllm_server.sh stop
+
 lint: setup
 	$(VENV)/bin/ruff check langchain_toolprm unit_tests integration_tests examples benchmarks
 
-clean:
-	rm -rf $(VENV)
+clean: serve-stop
+	rm -rf $(VENV) .venv-vllm

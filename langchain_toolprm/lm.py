@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
-__all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "Usage", "logsumexp"]
+__all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "TokenizedLM", "Usage",
+           "logsumexp"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,42 +174,21 @@ def _reserve(cache: Any, room: int) -> Any:
     return cache
 
 
-class CausalLM:
-    """A transformers causal LM and its tokenizer, with batched scoring and sampling on cached prefixes.
+class TokenizedLM:
+    """What a model's tokenizer alone decides: token ids, the end of a turn, where a sample ends.
+
+    Shared by the in-process `CausalLM` and a served model (`langchain_toolprm.served.ServedLM`), so
+    both tokenise, stop and cut samples by the same rules.
 
     Args:
-        model: A causal LM in eval mode.
-        tokenizer: Its tokenizer.
-        name: A name for logs and metadata.
+        tokenizer: The model's tokenizer.
+        extra_stop: End-of-turn ids the model's generation config adds to the tokenizer's.
 
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str | None = None):
-        import torch
-
-        self.model = model
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, extra_stop: int | list[int] | None = None):
         self.tokenizer = tokenizer
-        self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
-        self.device = next(model.parameters()).device
-        self._torch = torch
-        # Forward passes are not re-entrant on one model object across threads on every backend;
-        # one lock keeps concurrent searches (abatch, async agents) correct.
-        self._lock = threading.RLock()
-        self.stop_ids = self._end_of_turn_ids()
-        self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
-        # Recent transformers (5.24 here) call the forward's ``past_key_values`` ``cache`` (the old name warns on
-        # every call); older releases know only the old name.
-        forward = inspect.signature(model.base_model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
-        self._grammars: ValueGrammars | None = None
-
-    @classmethod
-    def from_pretrained(cls, ref: str, **kwargs: Any) -> CausalLM:
-        """Load through `langchain_toolprm.models.load_causal_lm` (hub id, folder, GGUF, packaged name)."""
-        from langchain_toolprm.models import load_causal_lm
-
-        model, tokenizer = load_causal_lm(ref, **kwargs)
-        return cls(model, tokenizer, name=str(ref))
+        self.stop_ids = self._end_of_turn_ids(extra_stop)
 
     # -- tokens ---------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -219,10 +199,9 @@ class CausalLM:
         """Text of ``ids``, special tokens kept (formats and stop checks need them)."""
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
 
-    def _end_of_turn_ids(self) -> set[int]:
+    def _end_of_turn_ids(self, extra: int | list[int] | None) -> set[int]:
         ids: set[int] = set()
-        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for value in (self.tokenizer.eos_token_id, config_eos):
+        for value in (self.tokenizer.eos_token_id, extra):
             if isinstance(value, int):
                 ids.add(value)
             elif isinstance(value, list):
@@ -242,17 +221,86 @@ class CausalLM:
                 return token
         return self.tokenizer.eos_token or ""
 
+    def single_token_id(self, text: str) -> int | None:
+        """The id of ``text`` if it is exactly one token, else ``None``."""
+        ids = self.encode(text)
+        return ids[0] if len(ids) == 1 else None
+
+    def opening_token_ids(self, openings: Sequence[str]) -> list[int]:
+        r"""The tokens that begin one of ``openings``, leading whitespace aside (see `CausalLM.opening_logprob`).
+
+        A token counts when its text starts with an opening or is the start of one: ``{"`` and ``{\n``
+        both open ``{``, and ``<`` may open ``<tool_call>``.
+        """
+        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))], skip_special_tokens=False)
+        ids = []
+        for i, text in enumerate(texts):
+            text = text.lstrip()
+            if text and any(text.startswith(o) or o.startswith(text) for o in openings):
+                ids.append(i)
+        return ids
+
+    def ended(self, tokens: list[int], stop: StopFn | None) -> tuple[str, bool] | None:
+        """``(text, finished)`` once a sample ends, ``None`` while it goes on.
+
+        The end-of-turn token ends every sample; with a stop function, a sample cut by it is finished
+        only if the stop function accepts the text before it.
+        """
+        if tokens[-1] in self.stop_ids:
+            text = self.decode(tokens[:-1])
+            if stop is None:
+                return text, True
+            end = stop(text + "\n")
+            return (text[:end], True) if end is not None else (text, False)
+        if stop is None:
+            return None
+        text = self.decode(tokens)
+        end = stop(text)
+        return None if end is None else (text[:end], True)
+
+
+class CausalLM(TokenizedLM):
+    """A transformers causal LM and its tokenizer, with batched scoring and sampling on cached prefixes.
+
+    Args:
+        model: A causal LM in eval mode.
+        tokenizer: Its tokenizer.
+        name: A name for logs and metadata.
+
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str | None = None):
+        import torch
+
+        super().__init__(tokenizer, getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+        self.model = model
+        self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+        self.device = next(model.parameters()).device
+        self._torch = torch
+        # Forward passes are not re-entrant on one model object across threads on every backend;
+        # one lock keeps concurrent searches (abatch, async agents) correct.
+        self._lock = threading.RLock()
+        self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        # Recent transformers (5.24 here) call the forward's ``past_key_values`` ``cache`` (the old name warns on
+        # every call); older releases know only the old name.
+        forward = inspect.signature(model.base_model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
+        self._grammars: ValueGrammars | None = None
+
+    @classmethod
+    def from_pretrained(cls, ref: str, **kwargs: Any) -> CausalLM:
+        """Load through `langchain_toolprm.models.load_causal_lm` (hub id, folder, GGUF, packaged name)."""
+        from langchain_toolprm.models import load_causal_lm
+
+        model, tokenizer = load_causal_lm(ref, **kwargs)
+        return cls(model, tokenizer, name=str(ref))
+
     @property
     def max_context(self) -> int | None:
         """The most tokens the model reads: its position limit, or the tokenizer's if smaller; ``None`` if unknown."""
         limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
         known = [int(v) for v in limits if isinstance(v, int | float) and 0 < v < 10**8]
         return min(known) if known else None
-
-    def single_token_id(self, text: str) -> int | None:
-        """The id of ``text`` if it is exactly one token, else ``None``."""
-        ids = self.encode(text)
-        return ids[0] if len(ids) == 1 else None
 
     # -- caches ---------------------------------------------------------------------------------
     def _cache(self, kv: list[tuple[torch.Tensor, torch.Tensor]], length: int, batch: int) -> Any:
@@ -486,12 +534,9 @@ class CausalLM:
         return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
 
     def _opening_mask(self, openings: tuple[str, ...]) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))], skip_special_tokens=False)
-        flags = []
-        for text in texts:
-            text = text.lstrip()
-            flags.append(bool(text) and any(text.startswith(o) or o.startswith(text) for o in openings))
-        return self._torch.tensor(flags, dtype=self._torch.bool, device=self.device)
+        mask = self._torch.zeros(len(self.tokenizer), dtype=self._torch.bool, device=self.device)
+        mask[self.opening_token_ids(openings)] = True
+        return mask
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(
@@ -589,7 +634,7 @@ class CausalLM:
                         matchers[row].consume_token(token)
                     logprob[row] += float(step_logprobs[slot, token])
                     draw = draws[owners[row]]
-                    ended = self._ended(tokens[row], draw.stop)
+                    ended = self.ended(tokens[row], draw.stop)
                     if ended is not None:
                         results[row] = Sample(ended[0], tuple(tokens[row]), logprob[row], ended[1])
                     elif len(tokens[row]) < draw.max_new_tokens:
@@ -666,24 +711,6 @@ class CausalLM:
                 result = Sample(self.decode(tokens[row]), tuple(tokens[row]), logprob[row], False)
             out[owner].append(result)
         return out
-
-    def _ended(self, tokens: list[int], stop: StopFn | None) -> tuple[str, bool] | None:
-        """``(text, finished)`` once a sample ends, ``None`` while it goes on.
-
-        The end-of-turn token ends every sample; with a stop function, a sample cut by it is finished
-        only if the stop function accepts the text before it.
-        """
-        if tokens[-1] in self.stop_ids:
-            text = self.decode(tokens[:-1])
-            if stop is None:
-                return text, True
-            end = stop(text + "\n")
-            return (text[:end], True) if end is not None else (text, False)
-        if stop is None:
-            return None
-        text = self.decode(tokens)
-        end = stop(text)
-        return None if end is None else (text[:end], True)
 
 
 def logsumexp(values: Sequence[float]) -> float:

@@ -22,7 +22,12 @@ _lock = threading.Lock()
 @lru_cache(maxsize=8)
 def _policy(ref: str) -> Policy:
     from langchain_toolprm.policy.transformers import TransformersPolicy
+    from langchain_toolprm.served.client import REFERENCE_SCHEME
 
+    if ref.startswith(REFERENCE_SCHEME):
+        from langchain_toolprm.policy.served import ServedPolicy
+
+        return ServedPolicy.from_reference(ref)
     return TransformersPolicy.from_pretrained(ref)
 
 
@@ -30,14 +35,23 @@ def _policy(ref: str) -> Policy:
 def _prm(ref: str) -> PRM:
     from langchain_toolprm.prm.generative import GenerativePRM
     from langchain_toolprm.prm.rules import RulePRM
+    from langchain_toolprm.served.client import REFERENCE_SCHEME
 
     if ref == "rules":
         return RulePRM()
+    if ref.startswith(REFERENCE_SCHEME):
+        from langchain_toolprm.prm.served import ServedPRM
+
+        return ServedPRM.from_reference(ref)
     return GenerativePRM.from_pretrained(ref)
 
 
 def load_policy(policy: Policy | str) -> Policy:
-    """A policy object, loading (once per reference) a model named by a string."""
+    """A policy object, loading (once per reference) a model named by a string.
+
+    ``"openai+http://HOST:PORT/v1#MODEL"`` is a model on an OpenAI-compatible completions server
+    (`langchain_toolprm.policy.served.ServedPolicy`); any other string is a local model reference.
+    """
     if isinstance(policy, Policy):
         return policy
     if not isinstance(policy, str):
@@ -60,7 +74,8 @@ def load_prm(prm: PRM | str | None) -> PRM | None:
     """A PRM object from an object, a reference string or ``None``.
 
     ``None`` stays ``None``, ``"rules"`` is `RulePRM`, ``"default"`` the packaged trained PRM, other strings
-    load a generative PRM (a `toolprm train` folder, a hub id, a packaged name).
+    load a generative PRM (a `toolprm train` folder, a hub id, a packaged name, or a served model
+    ``"openai+http://HOST:PORT/v1#prm"``, e.g. the packaged adapter served as a LoRA).
     """
     if prm is None or isinstance(prm, PRM):
         return prm

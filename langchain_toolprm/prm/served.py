@@ -1,0 +1,67 @@
+"""A generative PRM on a completions server, e.g. the packaged adapter served as a vLLM LoRA."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+
+from langchain_toolprm.lm import Usage
+from langchain_toolprm.messages import ChatMessage
+from langchain_toolprm.prm.base import PRMSession
+from langchain_toolprm.prm.generative import GenerativePRM, _GenerativeSession
+from langchain_toolprm.prm.prompt import render_context
+from langchain_toolprm.served.client import ServerSettings
+from langchain_toolprm.served.lm import ServedLM
+from langchain_toolprm.tools import ToolSpec
+
+__all__ = ["ServedPRM"]
+
+
+class ServedPRM(GenerativePRM):
+    """`GenerativePRM` with its model on a server: P(+) from the ``+``/``-`` next-token logprobs.
+
+    One base URL can serve the policy and the PRM: the PRM is a LoRA of the policy's base, named in
+    the reference (``openai+http://127.0.0.1:8000/v1#prm``). Each candidate step is one request of one
+    token; the context and the steps taken so far are a prefix all of a state's candidates share.
+
+    Args:
+        lm: The served PRM model (or LoRA name).
+
+    """
+
+    lm: ServedLM  # type: ignore[assignment]  # the tokenizer side of CausalLM is all this PRM uses
+
+    def __init__(self, lm: ServedLM):
+        super().__init__(lm)  # type: ignore[arg-type]
+        self.name = f"served:{lm.name}"
+
+    @classmethod
+    def from_reference(cls, ref: str | ServerSettings) -> ServedPRM:  # type: ignore[override]
+        """A served PRM from ``openai+http://HOST:PORT/v1#MODEL`` (see `ServerSettings`)."""
+        return cls(ServedLM.from_reference(ref))
+
+    def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
+        return _ServedSession(self, self.lm.encode(render_context(messages, specs)), Usage())
+
+
+class _ServedSession(_GenerativeSession):
+    """The generative session's step texts, scored by the server; ``root`` is the context's token ids."""
+
+    def __init__(self, prm: ServedPRM, root: list[int], usage: Usage):
+        super().__init__(prm, None, usage)  # type: ignore[arg-type]  # no local prefix cache
+        self.served = prm
+        self.root = root
+
+    def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
+        lm, labels = self.served.lm, self.served.label_ids
+
+        async def all_steps() -> list[dict[int, float]]:
+            prompts = [self.root + lm.encode(history + step) for step in steps]
+            return list(await asyncio.gather(*(lm.next_logprobs(p, labels, self.usage) for p in prompts)))
+
+        out = []
+        for found in lm.client.run(all_steps()):
+            positive, negative = found[labels[0]], found[labels[1]]
+            out.append(1.0 / (1.0 + math.exp(negative - positive)))  # softmax over the two labels
+        return out
