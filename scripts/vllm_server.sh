@@ -57,24 +57,29 @@ status() { curl -sf -m 5 "http://$HOST:$PORT/v1/models" >/dev/null; }
 start() {
   if status; then echo "vllm_server: already serving at $(url)" >&2; return 0; fi
   install
-  local model adapter
-  model="$("$PROJECT_PY" -c 'from langchain_toolprm.models import resolve_model; print(resolve_model("qwen2.5-coder-0.5b-instruct"))')"
-  adapter="$("$PROJECT_PY" -c 'from langchain_toolprm.prm.adapters import default_prm_path; print(default_prm_path())')"
   mkdir -p "$RUN_DIR"
-  echo "vllm_server: starting on $(url) (model $model, PRM adapter $adapter; log $LOG)" >&2
   local started=$SECONDS
-  # float32 and eager: bf16 prefill is about 5x slower on an AVX2 CPU, and graph capture buys nothing here.
-  # The served name is the packaged model's name, so a client loads the same tokenizer by that name.
-  # The prefix cache matches whole blocks: the CPU default of 128 tokens recomputes up to 127 tokens of a
-  # cached prompt per request, 32 at most 31; the search sends many short requests on one long prompt.
-  VLLM_TARGET_DEVICE=cpu VLLM_CPU_OMP_THREADS_BIND="$BIND" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" \
-    VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 \
-    setsid "$VENV/bin/vllm" serve "$model" --host "$HOST" --port "$PORT" \
-      --served-model-name qwen2.5-coder-0.5b-instruct --dtype float32 --enforce-eager \
-      --max-model-len "${VLLM_MAX_MODEL_LEN:-8192}" --enable-prefix-caching --block-size "${VLLM_BLOCK_SIZE:-32}" \
-      --enable-lora --max-loras 1 --max-lora-rank 8 --lora-modules "prm=$adapter" \
-      --max-logprobs 20 --enable-prompt-tokens-details --disable-log-stats >"$LOG" 2>&1 &
-  echo $! >"$PIDFILE"
+  if [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    # Started in the background earlier (.ci/run does, while the unit tests run): wait for that one.
+    echo "vllm_server: a server started by this script is loading; waiting for it" >&2
+  else
+    local model adapter
+    model="$("$PROJECT_PY" -c 'from langchain_toolprm.models import resolve_model; print(resolve_model("qwen2.5-coder-0.5b-instruct"))')"
+    adapter="$("$PROJECT_PY" -c 'from langchain_toolprm.prm.adapters import default_prm_path; print(default_prm_path())')"
+    echo "vllm_server: starting on $(url) (model $model, PRM adapter $adapter; log $LOG)" >&2
+    # float32 and eager: bf16 prefill is about 5x slower on an AVX2 CPU, and graph capture buys nothing here.
+    # The served name is the packaged model's name, so a client loads the same tokenizer by that name.
+    # The prefix cache matches whole blocks: the CPU default of 128 tokens recomputes up to 127 tokens of a
+    # cached prompt per request, 32 at most 31; the search sends many short requests on one long prompt.
+    VLLM_TARGET_DEVICE=cpu VLLM_CPU_OMP_THREADS_BIND="$BIND" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" \
+      VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}" VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 \
+      setsid "$VENV/bin/vllm" serve "$model" --host "$HOST" --port "$PORT" \
+        --served-model-name qwen2.5-coder-0.5b-instruct --dtype float32 --enforce-eager \
+        --max-model-len "${VLLM_MAX_MODEL_LEN:-8192}" --enable-prefix-caching --block-size "${VLLM_BLOCK_SIZE:-32}" \
+        --enable-lora --max-loras 1 --max-lora-rank 8 --lora-modules "prm=$adapter" \
+        --max-logprobs 20 --enable-prompt-tokens-details --disable-log-stats >"$LOG" 2>&1 &
+    echo $! >"$PIDFILE"
+  fi
   while ! status; do
     if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
       echo "vllm_server: the server exited during startup; the end of $LOG:" >&2; tail -n 40 "$LOG" >&2; return 1
