@@ -84,7 +84,11 @@ def test_opening_logprob_sums_the_same_tokens_as_the_in_process_model(tiny_polic
     assert len(server.requests) - before == -(-len(local.opening_token_ids(openings)) // 3)
 
 
-def test_served_greedy_search_equals_in_process(tiny_policy, server):
+def test_served_greedy_search_equals_in_process(tiny_policy, server, monkeypatch):
+    from langchain_toolprm.constrained import ValueGrammars
+
+    # The served policy samples values freely (the schema check follows); so does the local one here.
+    monkeypatch.setattr(ValueGrammars, "available", classmethod(lambda cls: False))
     policy = ServedPolicy(served_lm(tiny_policy, server))
     config = SearchConfig(strategy="greedy", max_value_tokens=12)
     for tools, messages in (([WEATHER, MULTIPLY], QUESTION),
