@@ -346,6 +346,8 @@ def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-context-tokens", type=int, default=1024,
                         help="queries with a longer PRM context are left out")
     parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
+    parser.add_argument("--per-source", type=int, metavar="N",
+                        help="the first N queries of each source (composed, follow-up, bfcl:live_simple...)")
     parser.add_argument("--output", "-o", help="write the results as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _threads_argument(parser)
@@ -359,7 +361,8 @@ def _eval_prm(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     results = [
         evaluate_prm(model, args.data, split=args.split, aggregation=args.aggregation,
-                     max_context_tokens=args.max_context_tokens, limit=args.limit, progress=not args.no_progress)
+                     max_context_tokens=args.max_context_tokens, limit=args.limit, per_source=args.per_source,
+                     progress=not args.no_progress)
         for model in args.models
     ]
     first = results[0]

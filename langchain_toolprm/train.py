@@ -711,6 +711,17 @@ def answer_selection(answers: Sequence[tuple[Sequence[float], bool]]) -> dict[st
     return {how: max(answers, key=lambda a, how=how: aggregate(a[0], how))[1] for how in PATH_AGGREGATIONS}
 
 
+def _first_per_source(packed_set: Sequence[Packed], n: int) -> list[Packed]:
+    """The first ``n`` queries of each source, in file order."""
+    taken: dict[str, int] = {}
+    out = []
+    for packed in packed_set:
+        if taken.get(packed.source, 0) < n:
+            taken[packed.source] = taken.get(packed.source, 0) + 1
+            out.append(packed)
+    return out
+
+
 def _focus(packed: Packed, node: int) -> list[str]:
     """The decisions a step belongs to that the search gets wrong most (reported apart in `EvalResult`)."""
     tag = packed.tags[node]
@@ -726,6 +737,7 @@ def _focus(packed: Packed, node: int) -> list[str]:
 
 def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test", aggregation: str | None = None,
                  max_context_tokens: int = 1024, max_tokens: int = 2048, limit: int | None = None,
+                 per_source: int | None = None,
                  progress: bool = True) -> EvalResult:
     """Loss, step accuracy and trajectory accuracy of a PRM on a build's test split.
 
@@ -746,7 +758,10 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
         aggregation = "last" if objective == "outcome" else "min"
     plus_id, minus_id = label_token_ids(tokenizer)
     # The same queries for every model: the split's first ``limit`` whose context fits, in file order.
-    packed_set = _packed_set(load_queries(data, split), tokenizer, "eval", max_context_tokens, max_tokens)[:limit]
+    packed_set = _packed_set(load_queries(data, split), tokenizer, "eval", max_context_tokens, max_tokens)
+    if per_source is not None:  # a split is written source by source: the first N would be one source
+        packed_set = _first_per_source(packed_set, per_source)
+    packed_set = packed_set[:limit]
     device = next(model.parameters()).device
     step_hits = step_total = step_pos = 0
     loss_sum = 0.0

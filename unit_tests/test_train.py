@@ -137,7 +137,10 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert 0.0 < result.random_selection_accuracy < 1.0
     assert all(0.0 <= v <= 1.0 for v in result.selection_accuracy.values())
     assert set(result.per_tag) <= {t.value for t in StepTag}
-    assert all(0.0 <= f["accuracy"] <= 1.0 and f["steps"] > 0 for f in result.focus.values())
+    mixed = evaluate_prm(out, data_dir, split="train", per_source=1, progress=False)
+    assert mixed.queries == 2  # one live_simple query, one composed
+    assert set(mixed.focus) == {"TOTAL_FINISH of parallel queries"}
+    assert 0.0 <= mixed.focus["TOTAL_FINISH of parallel queries"]["accuracy"] <= 1.0
 
 
 def test_answer_selection_judges_each_aggregation_on_answers_of_different_lengths() -> None:
@@ -311,3 +314,10 @@ def test_queries_with_refused_tools_are_left_out(data_dir: Path, tiny_model_dir:
     tokenizer = _tokenizer(tiny_model_dir)
     assert pack_query(bad, tokenizer, "eval") is None
     assert pack_query(query, tokenizer, "eval") is not None
+
+
+def test_first_per_source_takes_every_source() -> None:
+    from langchain_toolprm.train import Packed, _first_per_source
+
+    data = [Packed([], [], 0, [], [], [], [], [], [], "rules", s) for s in ["a", "a", "a", "b", "c", "c"]]
+    assert [p.source for p in _first_per_source(data, 2)] == ["a", "a", "b", "c", "c"]
