@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
 
 from langchain_toolprm.prm.adapters import DEFAULT_PRM
+from langchain_toolprm.search.config import SearchConfig
 
 __all__ = [
     "DEFAULT_QUESTION",
@@ -137,6 +138,7 @@ _TAG_STYLE = {
 _AGGREGATIONS = {  # what a path score means under each `SearchConfig.aggregation`
     "min": "the lowest PRM step score on the path", "prod": "the product of the path's PRM step scores",
     "mean": "the mean PRM step score of the path", "last": "the PRM score of the path's last step",
+    "relative": "the product of each step's PRM score over the best among its candidates",
 }
 
 
@@ -351,7 +353,7 @@ def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool
     decided = "[red]no complete call[/]" if message.invalid_tool_calls and not calls else _calls_text(calls)
     cost = info.get("cost", {})
     score = info.get("score")
-    aggregation = info.get("aggregation", "min")
+    aggregation = info.get("aggregation", SearchConfig.model_fields["aggregation"].default)
     title = (f"[bold]turn {turn}[/] · {info.get('strategy', '?')} search · decided: [bold green]{decided}[/]"
              + (f" · path score {score:.2f} ({aggregation}: {_AGGREGATIONS.get(aggregation, aggregation)})"
                 if score is not None and cost.get("prm_candidates") else "")  # no scored step: nothing to say

@@ -8,7 +8,9 @@ packaged model itself.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,11 +33,25 @@ def run_block(line: int, code: str) -> dict[str, object]:
     return namespace
 
 
+@pytest.fixture(scope="module")
+def long_tiny_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the packaged model's context (32k): its random calls make agent prompts long."""
+    folder = tmp_path_factory.mktemp("tiny-long")
+    shutil.copytree(tiny_model_dir, folder, dirs_exist_ok=True)
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        data = json.loads((folder / name).read_text())
+        data[key] = 32768
+        (folder / name).write_text(json.dumps(data))
+    return folder
+
+
 @pytest.fixture
-def packaged_is_tiny(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def packaged_is_tiny(long_tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The packaged model's name resolves to the tiny model; ``"default"`` PRM is a generative PRM on it."""
     from langchain_toolprm import loading, models
     from langchain_toolprm.prm import generative
+
+    tiny_model_dir = long_tiny_model_dir
 
     load_prm_model = generative.load_prm_model
     monkeypatch.setattr(models, "_convert_packaged", lambda model, cache: tiny_model_dir)
