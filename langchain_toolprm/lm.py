@@ -104,6 +104,9 @@ class Draw:
             different searches decoded together keep their own sources, so each search's samples do not
             depend on what they were batched with.
         grammar: Constrains every row to a valid JSON value of a schema (`CausalLM.value_grammar`).
+        ban_first: Texts the first token may not start (`CausalLM.opening_logprob`'s sense): a text
+            answer, once the search decided that no call fits, is drawn from what the call openings
+            leave over, the same mass that "answer in text" was scored by.
 
     """
 
@@ -113,6 +116,7 @@ class Draw:
     stop: StopFn | None = None
     generator: torch.Generator | None = None
     grammar: ValueGrammar | None = None
+    ban_first: tuple[str, ...] = ()
 
 
 class ContextLengthError(ValueError):
@@ -525,13 +529,18 @@ class CausalLM(TokenizedLM):
         of one: ``{"`` and ``{\n`` both open ``{``, and ``<`` may open ``<tool_call>``. Read off the
         cached last hidden state, so it costs one output-head product and no forward pass.
         """
+        mask = self._opening_mask_for(openings)
+        logprobs = self._torch.log_softmax(self._logits(base.last_hidden[None])[0], -1)
+        return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
+
+    def _opening_mask_for(self, openings: Sequence[str]) -> torch.Tensor:
+        """The cached vocabulary mask of tokens that start one of ``openings``."""
         key = tuple(openings)
         with self._lock:
             mask = self._opening_masks.get(key)
             if mask is None:
                 mask = self._opening_masks[key] = self._opening_mask(key)
-        logprobs = self._torch.log_softmax(self._logits(base.last_hidden[None])[0], -1)
-        return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
+        return mask
 
     def _opening_mask(self, openings: tuple[str, ...]) -> torch.Tensor:
         mask = self._torch.zeros(len(self.tokenizer), dtype=self._torch.bool, device=self.device)
@@ -549,6 +558,7 @@ class CausalLM(TokenizedLM):
         stop: StopFn | None = None,
         usage: Usage | None = None,
         generator: torch.Generator | None = None,
+        ban_first: Sequence[str] = (),
     ) -> list[Sample]:
         """Sample ``n`` continuations of ``base`` on one shared cache.
 
@@ -560,13 +570,14 @@ class CausalLM(TokenizedLM):
             stop: Decides when a sample's text is finished; the end-of-turn token always stops.
             usage: Where to count the compute.
             generator: Random source, for reproducible searches.
+            ban_first: Texts the first token may not start (see `Draw`).
 
         Returns:
             ``n`` samples, in row order.
 
         """
-        return self.sample_many([Draw(base, n, max_new_tokens, stop)], temperature=temperature, usage=usage,
-                                generator=generator)[0]
+        draw = Draw(base, n, max_new_tokens, stop, ban_first=tuple(ban_first))
+        return self.sample_many([draw], temperature=temperature, usage=usage, generator=generator)[0]
 
     def sample_many(
         self,
@@ -616,6 +627,12 @@ class CausalLM(TokenizedLM):
             for step in range(longest):
                 step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
                 allowed = logits
+                if step == 0 and any(draws[d].ban_first for d in owners):
+                    allowed = logits.clone()
+                    for slot, d in enumerate(owners):
+                        if draws[d].ban_first:
+                            banned = self._opening_mask_for(draws[d].ban_first)
+                            allowed[slot, : len(banned)][banned] = -math.inf
                 if any(m is not None for m in matchers):
                     running_set = set(running)
                     allowed = mask_rows(logits, [matchers[slots[s]] if s in running_set else None

@@ -84,6 +84,26 @@ def test_greedy_sampling_matches_argmax(lm):
     assert math.isfinite(sample.logprob)
 
 
+def test_a_banned_opening_cannot_start_the_sample(lm, monkeypatch):
+    """A text answer is drawn from what the call openings leave over: its first token opens none."""
+    brace = lm.tokenizer.convert_tokens_to_ids("{")
+    logits = lm._logits
+
+    def prefer_brace(hidden):
+        out = logits(hidden).clone()
+        out[..., brace] += 100.0  # the model "wants" to open a JSON call
+        return out
+
+    monkeypatch.setattr(lm, "_logits", prefer_brace)
+    root = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    (free,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3)
+    assert free.token_ids[0] == brace
+    (banned,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=["{", "```"])
+    text = lm.tokenizer.decode([banned.token_ids[0]]).lstrip()
+    assert banned.token_ids[0] != brace and not text.startswith(("{", "`"))
+    assert brace in banned.token_ids[1:]  # only the first token is masked
+
+
 def test_sample_many_pads_prefixes_of_different_lengths(lm):
     """Rows of different lengths and roots, decoded together, match each one decoded alone."""
     short = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")

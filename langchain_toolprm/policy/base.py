@@ -85,6 +85,16 @@ class PolicySession(ABC):
     ) -> list[Sample]:
         """``n`` continuations of the assistant text (``stop=None``: up to the end of the turn)."""
 
+    def sample_answer(self, max_new_tokens: int, openings: Sequence[str]) -> Sample:
+        """The policy's text answer once the search decided that no call fits (greedy).
+
+        "Answer in text" was scored by the probability left over by the call ``openings``, so the
+        answer is drawn from that same mass: a local model's first token may not open a call. This
+        default cannot mask tokens and samples freely; the search turns a call it finds in the text
+        into a call.
+        """
+        return self.sample("", 1, temperature=0.0, max_new_tokens=max_new_tokens)[0]
+
     def sample_many(self, requests: Sequence[SampleRequest], *, temperature: float) -> list[list[Sample]]:
         """Samples for several requests; a local model decodes them all in one batch (see `CausalLM.sample_many`).
 

@@ -188,6 +188,10 @@ class TransformersSession(PolicySession):
                               max_new_tokens=max_new_tokens, stop=stop, usage=self.usage,
                               generator=self.generator)
 
+    def sample_answer(self, max_new_tokens: int, openings: Sequence[str]) -> Sample:
+        return self.lm.sample(self.cache.get(""), 1, temperature=0.0, max_new_tokens=max_new_tokens,
+                              usage=self.usage, generator=self.generator, ban_first=openings)[0]
+
     def sample_many(self, requests: Sequence[SampleRequest], *, temperature: float) -> list[list[Sample]]:
         draws = [_draw(self.lm, self.cache.get(r.text), r, None) for r in requests]
         return self.lm.sample_many(draws, temperature=temperature, usage=self.usage, generator=self.generator)

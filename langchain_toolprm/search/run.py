@@ -92,13 +92,17 @@ def run_search(
 def _text_answer(ctx: SearchContext, result: SearchResult) -> None:
     """The policy's own words when the search decided that no tool fits.
 
-    A small model may still write a call there, as plain text (bare JSON, a fence, tags); returned as
-    the answer, it would reach the user as JSON and the tool would never run. A call the grammar can
+    With tools bound, the answer is drawn from what the call openings leave over
+    (`PolicySession.sample_answer`): the mass "answer in text" was scored by. (Without tools nothing
+    is masked: a text answer may be JSON.) A model may still write a call later in the text, or a
+    policy that cannot mask tokens may open with one (bare JSON, a fence, tags); returned as the
+    answer, it would reach the user as JSON and the tool would never run. A call the grammar can
     write (bound tool, valid arguments, allowed by ``tool_choice``) becomes a tool call; one naming a
     bound tool with arguments that break its schema becomes ``partial`` (an invalid call, with the
     reason), so it is not passed off as an answer either.
     """
-    sample = ctx.policy.sample("", 1, temperature=0.0, max_new_tokens=ctx.config.max_new_tokens)[0]
+    openings = ctx.policy.format.openings() if ctx.specs else ()
+    sample = ctx.policy.sample_answer(ctx.config.max_new_tokens, openings)
     names = {spec.name for spec in ctx.specs} if ctx.grammar.tool_choice.mode != "none" else set()
     calls = [c for c in parse_calls_lenient(sample.text) if c["name"] in names][: ctx.grammar.max_calls]
     if not calls:
