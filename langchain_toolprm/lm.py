@@ -104,7 +104,8 @@ class Draw:
             different searches decoded together keep their own sources, so each search's samples do not
             depend on what they were batched with.
         grammar: Constrains every row to a valid JSON value of a schema (`CausalLM.value_grammar`).
-        ban_first: Texts the first token may not start (`CausalLM.opening_logprob`'s sense): a text
+        ban_first: Texts the first written token (white space aside) may not start, in
+            `CausalLM.opening_logprob`'s sense: a text
             answer, once the search decided that no call fits, is drawn from what the call openings
             leave over, the same mass that "answer in text" was scored by.
 
@@ -623,16 +624,17 @@ class CausalLM(TokenizedLM):
             logprob = [0.0] * len(owners)
             results: list[Sample | None] = [None] * len(owners)
             slots = list(range(len(owners)))  # the row in each batch slot; finished rows ride along
+            blank = [True] * len(owners)  # rows that have written white space only (see `Draw.ban_first`)
             running = list(range(len(slots)))  # the slots whose rows still decode
             for step in range(longest):
                 step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
                 allowed = logits
-                if step == 0 and any(draws[d].ban_first for d in owners):
+                opening = [s for s in running if draws[owners[slots[s]]].ban_first and blank[slots[s]]]
+                if opening:  # until a row has written more than white space, it may not open a call
                     allowed = logits.clone()
-                    for slot, d in enumerate(owners):
-                        if draws[d].ban_first:
-                            banned = self._opening_mask_for(draws[d].ban_first)
-                            allowed[slot, : len(banned)][banned] = -math.inf
+                    for slot in opening:
+                        banned = self._opening_mask_for(draws[owners[slots[slot]]].ban_first)
+                        allowed[slot, : len(banned)][banned] = -math.inf
                 if any(m is not None for m in matchers):
                     running_set = set(running)
                     allowed = mask_rows(logits, [matchers[slots[s]] if s in running_set else None
@@ -647,6 +649,8 @@ class CausalLM(TokenizedLM):
                     row = slots[slot]
                     token = int(chosen[slot])
                     tokens[row].append(token)
+                    if blank[row] and draws[owners[row]].ban_first:
+                        blank[row] = not self.tokenizer.decode([token]).strip()
                     if matchers[row] is not None:
                         matchers[row].consume_token(token)
                     logprob[row] += float(step_logprobs[slot, token])

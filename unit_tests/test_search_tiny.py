@@ -101,7 +101,20 @@ def test_a_banned_opening_cannot_start_the_sample(lm, monkeypatch):
     (banned,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=["{", "```"])
     text = lm.tokenizer.decode([banned.token_ids[0]]).lstrip()
     assert banned.token_ids[0] != brace and not text.startswith(("{", "`"))
-    assert brace in banned.token_ids[1:]  # only the first token is masked
+    # white space first does not open the way: the mask holds until the row writes something
+    newline = lm.tokenizer.convert_tokens_to_ids("Ċ")
+
+    def newline_then_brace(hidden):
+        out = logits(hidden).clone()
+        out[..., brace] += 100.0
+        out[..., newline] += 200.0 if len(calls) == 0 else 0.0
+        calls.append(1)
+        return out
+
+    calls: list[int] = []
+    monkeypatch.setattr(lm, "_logits", newline_then_brace)
+    (spaced,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=["{"])
+    assert spaced.token_ids[0] == newline and spaced.token_ids[1] != brace
 
 
 def test_sample_many_pads_prefixes_of_different_lengths(lm):
