@@ -124,7 +124,8 @@ class ContextLengthError(ValueError):
     """A prompt longer than the model can read; the message gives both sizes."""
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading token ids ``a`` and ``b`` share."""
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:
@@ -372,9 +373,9 @@ class CausalLM(TokenizedLM):
 
         """
         ids = base.ids[: base.root_len] + self.encode(tail)
-        best, shared = base, _common_prefix(ids, base.ids)
+        best, shared = base, common_prefix(ids, base.ids)
         for other in near:
-            common = _common_prefix(ids, other.ids)
+            common = common_prefix(ids, other.ids)
             if common > shared:
                 best, shared = other, common
         start = min(shared, len(ids) - 1)  # feed at least one token to get the last hidden state
@@ -421,7 +422,7 @@ class CausalLM(TokenizedLM):
         root_ids = base.ids[: base.root_len]
         tail_ids = {tail: root_ids + self.encode(tail) for tail, _ in items}
         fulls = [root_ids + self.encode(tail + continuation) for tail, continuation in items]
-        starts = [min(_common_prefix(full, tail_ids[tail]), len(full) - 1) for full, (tail, _) in zip(
+        starts = [min(common_prefix(full, tail_ids[tail]), len(full) - 1) for full, (tail, _) in zip(
             fulls, items, strict=True)]
         out: list[list[float]] = [[] for _ in items]
         group: list[int] = []
@@ -440,7 +441,7 @@ class CausalLM(TokenizedLM):
                    owners: list[int], usage: Usage | None) -> None:
         """One forward pass of `tree_logprobs`: rows as a prefix tree after the cached part of ``base``."""
         torch = self._torch
-        cut = max(min(min(_common_prefix(full, base.ids), start) for full, start in rows) - 1, 0)
+        cut = max(min(min(common_prefix(full, base.ids), start) for full, start in rows) - 1, 0)
         children: dict[tuple[int, int], int] = {}
         parents: list[int] = []
         node_tokens: list[int] = []
@@ -495,7 +496,7 @@ class CausalLM(TokenizedLM):
         torch = self._torch
         root_ids = base.ids[: base.root_len]
         fulls = [root_ids + self.encode(base.tail + text) for text in texts]
-        cut = max(min(min(_common_prefix(f, base.ids), len(f) - 1) for f in fulls), 0)
+        cut = max(min(min(common_prefix(f, base.ids), len(f) - 1) for f in fulls), 0)
         rows = [full[cut:] for full in fulls]
         width = max(len(row) for row in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

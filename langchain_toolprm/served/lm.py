@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from langchain_toolprm.lm import Sample, StopFn, TokenizedLM, Usage, logsumexp
+from langchain_toolprm.lm import Sample, StopFn, TokenizedLM, Usage, common_prefix, logsumexp
 from langchain_toolprm.served.client import CompletionsClient, ServedModelError, ServerSettings
 
 if TYPE_CHECKING:
@@ -41,14 +41,6 @@ def load_tokenizer(ref: str) -> PreTrainedTokenizerBase:
     from langchain_toolprm.models import resolve_model
 
     return AutoTokenizer.from_pretrained(str(resolve_model(ref)))
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
 
 
 class ServedLM(TokenizedLM):
@@ -137,7 +129,7 @@ class ServedLM(TokenizedLM):
         fulls = [root + self.encode(tail + continuation) for tail, continuation in items]
         needed: dict[tuple[int, ...], set[int]] = {}
         for full, (tail, _) in zip(fulls, items, strict=True):
-            start = max(min(_common_prefix(full, tails[tail]), len(full) - 1), 1)
+            start = max(min(common_prefix(full, tails[tail]), len(full) - 1), 1)
             for p in range(start, len(full)):
                 needed.setdefault(tuple(full[:p]), set()).add(full[p])
         contexts = list(needed)
@@ -145,7 +137,7 @@ class ServedLM(TokenizedLM):
         table = dict(zip(contexts, answers, strict=True))
         out = []
         for full, (tail, _) in zip(fulls, items, strict=True):
-            start = max(min(_common_prefix(full, tails[tail]), len(full) - 1), 1)
+            start = max(min(common_prefix(full, tails[tail]), len(full) - 1), 1)
             out.append([table[tuple(full[:p])][full[p]] for p in range(start, len(full))])
         return out
 
