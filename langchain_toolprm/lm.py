@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
 __all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "TokenizedLM", "Usage",
-           "logsumexp"]
+           "common_prefix", "logsumexp"]
 
 logger = logging.getLogger(__name__)
 
