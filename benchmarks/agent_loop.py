@@ -55,12 +55,13 @@ def main() -> None:
     parser.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--prm", default="default")
     parser.add_argument("--aggregation", default=None, help="search aggregation (default: the package's)")
-    parser.add_argument("--max-tool-turns", type=int, default=4)
+    parser.add_argument("--max-tool-turns", type=int, default=None, help="default: the package's")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    extra = {"aggregation": args.aggregation} if args.aggregation else {}
-    model = ToolPRMChatModel(policy=args.policy, prm=args.prm, max_tool_turns=args.max_tool_turns,
-                             max_tokens=96, **extra)
+    extra: dict[str, Any] = {"aggregation": args.aggregation} if args.aggregation else {}
+    if args.max_tool_turns is not None:
+        extra["max_tool_turns"] = args.max_tool_turns
+    model = ToolPRMChatModel(policy=args.policy, prm=args.prm, max_tokens=96, **extra)
     agent = create_agent(model, tools=list(DEMO_TOOLS))
     rows = []
     for question in QUESTIONS:

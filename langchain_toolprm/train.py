@@ -770,7 +770,10 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     focus: dict[str, list[int]] = {}
     rank_hits = rank_groups = 0
     rank_chance = 0.0
-    select_hits = dict.fromkeys((*PATH_AGGREGATIONS, "relative"), 0)
+    # No ``relative`` column: its factors need every state's candidates scored, and the data has them
+    # only along the reference path (a detour's later steps are only children, so wrong answers would
+    # pay nowhere but at their detour). Held-out searches (`benchmarks/held_out.py`) measure it.
+    select_hits = dict.fromkeys(PATH_AGGREGATIONS, 0)
     select_groups = 0
     select_chance = 0.0
     iterator = _iter_scores(model, packed_set, plus_id, minus_id, device)
@@ -816,13 +819,6 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
                    if complete]
         picks = answer_selection(answers)
         if picks is not None:
-            # relative: each step over the best of its siblings, the candidates the build explored there
-            best: dict[int, float] = {}
-            for node, parent in enumerate(packed.node_parent):
-                best[parent] = max(best.get(parent, 0.0), scores[node])
-            relative = [(math.prod(scores[n] / max(best[packed.node_parent[n]], 1e-9) for n in nodes), correct)
-                        for nodes, complete, correct in packed.trajectories if complete]
-            picks["relative"] = max(relative, key=lambda a: a[0])[1]
             select_groups += 1
             select_chance += sum(correct for _, correct in answers) / len(answers)
             for how, hit in picks.items():

@@ -133,7 +133,7 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert 0.0 <= result.step_accuracy <= 1.0 and 0.0 <= result.always_positive_step_accuracy <= 1.0
     assert result.aggregation == "min"
     assert result.ranking_groups > 0 and 0.0 <= result.ranking_accuracy <= 1.0
-    assert result.selection_groups > 0 and set(result.selection_accuracy) == {"last", "min", "prod", "mean", "relative"}
+    assert result.selection_groups > 0 and set(result.selection_accuracy) == {"last", "min", "prod", "mean"}
     assert 0.0 < result.random_selection_accuracy < 1.0
     assert all(0.0 <= v <= 1.0 for v in result.selection_accuracy.values())
     assert set(result.per_tag) <= {t.value for t in StepTag}
