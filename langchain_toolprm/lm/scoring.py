@@ -1,0 +1,295 @@
+"""A transformers causal LM on cached prefixes: encoding, extending and scoring continuations."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
+
+from langchain_toolprm.lm.tokenized import TokenizedLM
+from langchain_toolprm.lm.types import ContextLengthError, Prefix, Usage, common_prefix
+
+
+class ScoringLM(TokenizedLM):
+    """A transformers causal LM and its tokenizer, with batched scoring on cached prefixes (`CausalLM` samples too).
+
+    Args:
+        model: A causal LM in eval mode.
+        tokenizer: Its tokenizer.
+        name: A name for logs and metadata.
+
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str | None = None):
+        import torch
+
+        super().__init__(tokenizer, getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+        self.model = model
+        self.name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+        self.device = next(model.parameters()).device
+        self._torch = torch
+        # Forward passes are not re-entrant on one model object across threads on every backend;
+        # one lock keeps concurrent searches (abatch, async agents) correct.
+        self._lock = threading.RLock()
+        self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        # Recent transformers (5.24 here) call the forward's ``past_key_values`` ``cache`` (the old name warns on
+        # every call); older releases know only the old name.
+        forward = inspect.signature(model.base_model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
+        self._grammars: ValueGrammars | None = None
+
+    @property
+    def max_context(self) -> int | None:
+        """The most tokens the model reads: its position limit, or the tokenizer's if smaller; ``None`` if unknown."""
+        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        known = [int(v) for v in limits if isinstance(v, int | float) and 0 < v < 10**8]
+        return min(known) if known else None
+
+    # -- caches ---------------------------------------------------------------------------------
+    def _cache(self, kv: list[tuple[torch.Tensor, torch.Tensor]], length: int, batch: int) -> Any:
+        from transformers import DynamicCache
+
+        if length == 0:
+            return DynamicCache(config=self.model.config)
+        data = [
+            (k[:, :, :length].expand(batch, -1, -1, -1), v[:, :, :length].expand(batch, -1, -1, -1))
+            for k, v in kv
+        ]
+        return DynamicCache(ddp_cache_data=data, config=self.model.config)
+
+    @staticmethod
+    def _kv_of(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _hidden(self, ids: torch.Tensor, cache: Any, usage: Usage | None, mask: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states only: the output head runs later, on the few positions that are read.
+
+        Full logits over a 150k vocabulary at every position cost more than the forward pass itself.
+        ``mask`` and ``positions`` are for rows whose cached prefixes differ in length (`sample_many`).
+        """
+        if usage is not None:
+            usage.add(int(ids.numel()))
+        extra: dict[str, Any] = {}
+        if mask is not None:
+            extra = {"attention_mask": mask.to(self.device), "position_ids": positions.to(self.device)}
+        with self._torch.inference_mode():
+            out = self.model.base_model(input_ids=ids.to(self.device), use_cache=True,
+                                        **{self._cache_kwarg: cache}, **extra)
+        return out.last_hidden_state
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        with self._torch.inference_mode():
+            return self.model.get_output_embeddings()(hidden).float()
+
+    def prefix(self, text: str, usage: Usage | None = None) -> Prefix:
+        """Encode a root text (a prompt) once for reuse."""
+        ids = self.encode(text)
+        if not ids:
+            raise ValueError("Cannot encode an empty prompt.")
+        limit = self.max_context
+        if limit is not None and len(ids) >= limit:
+            raise ContextLengthError(
+                f"The prompt is {len(ids):,} tokens, but {self.name} reads at most {limit:,} (prompt and answer"
+                " together). Bind fewer tools, shorten their descriptions or the conversation, or use a model"
+                " with a longer context."
+            )
+        with self._lock:
+            cache = self._cache([], 0, 1)
+            hidden = self._hidden(self._torch.tensor([ids]), cache, usage)
+        return Prefix(text, "", ids, len(ids), self._kv_of(cache), hidden[0, -1])
+
+    def extend(self, base: Prefix, tail: str, usage: Usage | None = None, near: Sequence[Prefix] = ()) -> Prefix:
+        """The prefix ``base.root + tail``, fed from whichever known prefix shares the most tokens.
+
+        Args:
+            base: A prefix with the same root (its own tail is ignored unless it helps).
+            tail: The full text after the root.
+            usage: Where to count the compute.
+            near: Other prefixes of the same root to reuse (the parent state of a search step).
+
+        """
+        ids = base.ids[: base.root_len] + self.encode(tail)
+        best, shared = base, common_prefix(ids, base.ids)
+        for other in near:
+            common = common_prefix(ids, other.ids)
+            if common > shared:
+                best, shared = other, common
+        start = min(shared, len(ids) - 1)  # feed at least one token to get the last hidden state
+        with self._lock:
+            cache = self._cache(best.kv, start, 1)
+            hidden = self._hidden(self._torch.tensor([ids[start:]]), cache, usage)
+        return Prefix(base.root, tail, ids, base.root_len, self._kv_of(cache), hidden[0, -1])
+
+    # -- scoring --------------------------------------------------------------------------------
+    def token_logprobs(self, base: Prefix, continuations: Sequence[str], usage: Usage | None = None
+                       ) -> list[list[float]]:
+        """Log-probabilities of each continuation's tokens after ``base``, in one pass (`tree_logprobs`).
+
+        Returns:
+            Per continuation, the log-probabilities of the tokens that ``base`` does not fix: the
+            continuation's own, plus the last token of the tail if the continuation re-tokenises it.
+
+        """
+        return self.tree_logprobs(base, [(base.tail, continuation) for continuation in continuations], usage)
+
+    def tree_logprobs(self, base: Prefix, items: Sequence[tuple[str, str]], usage: Usage | None = None,
+                      max_nodes: int = 1024) -> list[list[float]]:
+        """Log-probabilities of continuations of many different tails, in one forward pass.
+
+        The search's enumerated decisions come from many states at once (every state of a reference
+        path in a data rollout, every beam in a search round), and each state's text differs. Fed as
+        a batch per state, that is two passes per state, each copying the cache for every row. Here
+        the token sequences past ``base`` form a prefix tree fed as one row: a tree attention mask
+        lets each token see the cached prefix and its own ancestors, at the position it has on its
+        own path, so every shared token is computed once and the cache is never copied per row.
+
+        Args:
+            base: A cached prefix of the same root; the part of it that the items share is reused.
+            items: ``(tail, continuation)`` pairs; each text is ``root + tail + continuation``,
+                tokenised whole after the root.
+            usage: Where to count the compute.
+            max_nodes: Most tree tokens per forward pass; larger trees are split between items.
+
+        Returns:
+            Per item, the log-probabilities of the tokens that ``root + tail`` does not fix: the
+            continuation's own, plus the last token of the tail if the continuation re-tokenises it.
+
+        """
+        root_ids = base.ids[: base.root_len]
+        tail_ids = {tail: root_ids + self.encode(tail) for tail, _ in items}
+        fulls = [root_ids + self.encode(tail + continuation) for tail, continuation in items]
+        starts = [min(common_prefix(full, tail_ids[tail]), len(full) - 1) for full, (tail, _) in zip(
+            fulls, items, strict=True)]
+        out: list[list[float]] = [[] for _ in items]
+        group: list[int] = []
+        tokens = 0
+        for i, full in enumerate(fulls):
+            if group and tokens + len(full) - base.root_len > max_nodes:
+                self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage)
+                group, tokens = [], 0
+            group.append(i)
+            tokens += len(full) - base.root_len
+        if group:
+            self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage)
+        return out
+
+    def _tree_pass(self, base: Prefix, rows: list[tuple[list[int], int]], out: list[list[float]],
+                   owners: list[int], usage: Usage | None) -> None:
+        """One forward pass of `tree_logprobs`: rows as a prefix tree after the cached part of ``base``."""
+        torch = self._torch
+        cut = max(min(min(common_prefix(full, base.ids), start) for full, start in rows) - 1, 0)
+        children: dict[tuple[int, int], int] = {}
+        parents: list[int] = []
+        node_tokens: list[int] = []
+        depths: list[int] = []
+        paths: list[list[int]] = []  # per row, the node of each position from ``cut`` on
+        for full, _ in rows:
+            parent, path = -1, []
+            for token in full[cut:]:
+                node = children.get((parent, token))
+                if node is None:
+                    node = children[(parent, token)] = len(node_tokens)
+                    node_tokens.append(token)
+                    parents.append(parent)
+                    depths.append(0 if parent < 0 else depths[parent] + 1)
+                path.append(node)
+                parent = node
+            paths.append(path)
+        n = len(node_tokens)
+        allowed = torch.zeros(n, cut + n, dtype=torch.bool)
+        allowed[:, :cut] = True
+        for node, parent in enumerate(parents):  # parents come before their children
+            if parent >= 0:
+                allowed[node] = allowed[parent]
+            allowed[node, cut + node] = True
+        mask = torch.zeros(1, 1, n, cut + n)
+        mask.masked_fill_(~allowed[None, None], torch.finfo(mask.dtype).min)
+        positions = torch.tensor([[cut + d for d in depths]])
+        with self._lock:
+            hidden = self._hidden(torch.tensor([node_tokens]), self._cache(base.kv, cut, 1), usage, mask, positions)
+        reads: dict[int, int] = {}  # node -> row of the logits below
+        wanted: list[list[tuple[int, int]]] = []
+        for (full, start), path in zip(rows, paths, strict=True):
+            wanted.append([(path[p - 1 - cut], full[p]) for p in range(max(start, cut + 1), len(full))])
+            for node, _ in wanted[-1]:
+                reads.setdefault(node, len(reads))
+        if not reads:
+            return
+        logprobs = torch.log_softmax(self._logits(hidden[0, torch.tensor(list(reads))]), dim=-1)
+        for owner, pairs in zip(owners, wanted, strict=True):
+            if pairs:
+                rows_idx = torch.tensor([reads[node] for node, _ in pairs])
+                out[owner] = logprobs[rows_idx, torch.tensor([t for _, t in pairs])].tolist()
+
+    def next_token_logits(self, base: Prefix, texts: Sequence[str], token_ids: Sequence[int],
+                          usage: Usage | None = None) -> torch.Tensor:
+        """Logits of ``token_ids`` right after ``base.tail + text`` for each text, in one batch.
+
+        Returns:
+            A ``[len(texts), len(token_ids)]`` float tensor.
+
+        """
+        torch = self._torch
+        root_ids = base.ids[: base.root_len]
+        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
+        cut = max(min(min(common_prefix(f, base.ids), len(f) - 1) for f in fulls), 0)
+        rows = [full[cut:] for full in fulls]
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batch = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+        with self._lock:
+            hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
+        last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
+        return self._logits(last)[:, list(token_ids)]
+
+    def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
+        """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).
+
+        ``None`` without llguidance, or for a schema it cannot compile: values are then sampled freely
+        and checked afterwards.
+        """
+        from langchain_toolprm.constrained import ValueGrammars
+
+        if not ValueGrammars.available():
+            return None
+        with self._lock:
+            if self._grammars is None:
+                eot = self.tokenizer.convert_tokens_to_ids(self.end_of_turn)
+                eos = eot if isinstance(eot, int) and eot in self.stop_ids else min(self.stop_ids)
+                vocab = self.model.get_output_embeddings().weight.shape[0]
+                self._grammars = ValueGrammars(self.tokenizer, vocab, eos)
+        return self._grammars.get(schema)
+
+    def opening_logprob(self, base: Prefix, openings: Sequence[str]) -> float:
+        r"""Log-probability that the next token after ``base`` begins one of ``openings``.
+
+        A token counts when its text (leading whitespace aside) starts with an opening or is the start
+        of one: ``{"`` and ``{\n`` both open ``{``, and ``<`` may open ``<tool_call>``. Read off the
+        cached last hidden state, so it costs one output-head product and no forward pass.
+        """
+        mask = self._opening_mask_for(openings)
+        logprobs = self._torch.log_softmax(self._logits(base.last_hidden[None])[0], -1)
+        return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
+
+    def _opening_mask_for(self, openings: Sequence[str]) -> torch.Tensor:
+        """The cached vocabulary mask of tokens that start one of ``openings``."""
+        key = tuple(openings)
+        with self._lock:
+            mask = self._opening_masks.get(key)
+            if mask is None:
+                mask = self._opening_masks[key] = self._opening_mask(key)
+        return mask
+
+    def _opening_mask(self, openings: tuple[str, ...]) -> torch.Tensor:
+        mask = self._torch.zeros(len(self.tokenizer), dtype=self._torch.bool, device=self.device)
+        mask[self.opening_token_ids(openings)] = True
+        return mask
