@@ -53,7 +53,7 @@ def test_sampling_baselines(policy, cases, strategy):
 
 def test_beam_with_the_packaged_trained_prm(policy, cases):
     """The default PRM loads with no hub (Qwen2.5-Coder-0.5B from PyPI + the committed adapter) and steers a beam."""
-    from langchain_toolprm.loading import load_prm
+    from langchain_toolprm.components import load_prm
     from langchain_toolprm.prm.generative import GenerativePRM
 
     prm = load_prm("default")

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from langchain_toolprm import SearchConfig, ToolPRMChatModel, run_search
+from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.evaluation import BFCLCase, load_bfcl
-from langchain_toolprm.loading import load_policy, load_prm
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import Policy, PolicySession
 from langchain_toolprm.policy.served import ServedPolicy

@@ -1,10 +1,10 @@
 """langchain-toolprm: reliable tool calls from small models, by PRM-guided search over a step grammar."""
 
 from langchain_toolprm.chat_models import ToolPRMChatModel
+from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.grammar import StepTag
 from langchain_toolprm.graph import ToolPRMNode, create_toolprm_agent
 from langchain_toolprm.lm import ContextLengthError
-from langchain_toolprm.loading import load_policy, load_prm
 from langchain_toolprm.messages import UnsupportedContentError
 from langchain_toolprm.policy import Policy, TransformersPolicy
 from langchain_toolprm.prm import PRM, CombinedPRM, GenerativePRM, RulePRM

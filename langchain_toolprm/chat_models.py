@@ -30,8 +30,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.grammar import ToolChoice
-from langchain_toolprm.loading import load_policy, load_prm
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.search.config import SearchConfig

@@ -130,7 +130,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_policy(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     """The tiny model loaded as a policy, once per session (the same object `load_policy` would give)."""
-    from langchain_toolprm.loading import load_policy
+    from langchain_toolprm.components import load_policy
 
     return load_policy(str(tiny_model_dir))
 

@@ -20,7 +20,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from langchain_toolprm import SearchConfig, ToolPRMChatModel, ToolSchemaError, loading
+from langchain_toolprm import SearchConfig, ToolPRMChatModel, ToolSchemaError, components
 from langchain_toolprm.tracing import RESULT_EVENT, STEP_EVENT
 
 FAST = {"num_beams": 1, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8}
@@ -84,8 +84,8 @@ def test_construction_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(ref: str) -> None:
         raise AssertionError(f"loaded {ref} at construction")
 
-    monkeypatch.setattr(loading, "_policy", refuse)
-    monkeypatch.setattr(loading, "_prm", refuse)
+    monkeypatch.setattr(components, "_policy", refuse)
+    monkeypatch.setattr(components, "_prm", refuse)
     model = ToolPRMChatModel(policy="qwen2.5-coder-0.5b-instruct", prm="some/prm")
     model.bind_tools([set_light], tool_choice="set_light")
     model.with_structured_output(Verdict)

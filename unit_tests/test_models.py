@@ -9,14 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from langchain_toolprm import models
 from langchain_toolprm.models import (
     PACKAGED_MODELS,
     ModelLoadError,
     PackagedModel,
     default_cache_dir,
     load_causal_lm,
+    loader,
+    locate,
+    registry,
     resolve_model,
+)
+from langchain_toolprm.models import (
+    gguf as gguf_module,
 )
 
 TEXT = (
@@ -133,7 +138,7 @@ def test_hub_id_goes_to_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
-    monkeypatch.setattr(models, "_hub_online", lambda repo_id: True)
+    monkeypatch.setattr(locate, "_hub_online", lambda repo_id: True)
     assert resolve_model("SomeOrg/some-model-1.5B", cache_dir=tmp_path) == snapshot
     assert calls == ["SomeOrg/some-model-1.5B"]
 
@@ -142,7 +147,7 @@ def test_hub_failure_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _no_hub)
-    monkeypatch.setattr(models, "_hub_online", lambda repo_id: True)
+    monkeypatch.setattr(locate, "_hub_online", lambda repo_id: True)
     with pytest.raises(ModelLoadError, match="hub") as info:
         resolve_model("SomeOrg/some-model", cache_dir=tmp_path)
     assert "SomeOrg/some-model" in str(info.value)
@@ -177,9 +182,9 @@ def test_names_and_aliases(ref: str, name: str, tmp_path: Path, monkeypatch: pyt
         assert cache == tmp_path
         return cache / model_name
 
-    monkeypatch.setattr(models, "_packaged_pieces", lambda model: [Path("/x")])
-    monkeypatch.setattr(models, "_has_gguf_magic", lambda path: True)
-    monkeypatch.setattr(models, "_convert_gguf_files", fake_convert)
+    monkeypatch.setattr(gguf_module, "_packaged_pieces", lambda model: [Path("/x")])
+    monkeypatch.setattr(gguf_module, "_has_gguf_magic", lambda path: True)
+    monkeypatch.setattr(gguf_module, "_convert_gguf_files", fake_convert)
     assert resolve_model(ref, cache_dir=tmp_path) == tmp_path / name
     assert seen == [name]
 
@@ -194,7 +199,7 @@ def test_names_and_aliases(ref: str, name: str, tmp_path: Path, monkeypatch: pyt
 def test_missing_package_says_how_to_install(
     name: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_package_file", lambda module, relpath: None)
+    monkeypatch.setattr(registry, "_package_file", lambda module, relpath: None)
     with pytest.raises(ModelLoadError) as info:
         resolve_model(name, cache_dir=tmp_path)
     assert command in str(info.value)
@@ -216,10 +221,10 @@ def test_uninstalled_module_is_reported(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_package_files_are_found_without_importing() -> None:
-    path = models._package_file("json", "decoder.py")
+    path = registry._package_file("json", "decoder.py")
     assert path is not None and path.name == "decoder.py"
-    assert models._package_file("json", "no_such_file.bin") is None
-    assert models._package_file("no_such_module_xyz", "x") is None
+    assert registry._package_file("json", "no_such_file.bin") is None
+    assert registry._package_file("no_such_module_xyz", "x") is None
 
 
 # --- GGUF cache -------------------------------------------------------------------------------------
@@ -237,7 +242,7 @@ def _fake_convert(calls: list[Path]):  # type: ignore[no-untyped-def]
         out.mkdir()
         (out / "config.json").write_text("{}")
         (out / "model.safetensors").write_bytes(b"")
-        (out / models._SOURCE_FILE).write_text(json.dumps({"name": name}))
+        (out / gguf_module._SOURCE_FILE).write_text(json.dumps({"name": name}))
         os.replace(out, target)
 
     return convert
@@ -246,7 +251,7 @@ def _fake_convert(calls: list[Path]):  # type: ignore[no-untyped-def]
 def test_gguf_is_converted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gguf = _fake_gguf(tmp_path / "My Model.Q4.gguf")
     calls: list[Path] = []
-    monkeypatch.setattr(models, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_module, "_convert_into", _fake_convert(calls))
     first = resolve_model(gguf, cache_dir=tmp_path / "cache")
     second = resolve_model(str(gguf), cache_dir=tmp_path / "cache")
     assert first == second and len(calls) == 1
@@ -257,7 +262,7 @@ def test_gguf_is_converted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_changed_gguf_gets_a_new_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gguf = _fake_gguf(tmp_path / "m.gguf")
     calls: list[Path] = []
-    monkeypatch.setattr(models, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_module, "_convert_into", _fake_convert(calls))
     first = resolve_model(gguf, cache_dir=tmp_path / "cache")
     _fake_gguf(gguf, b"\x01" * 64)
     second = resolve_model(gguf, cache_dir=tmp_path / "cache")
@@ -278,11 +283,11 @@ def test_installs_of_the_same_bytes_share_one_cache(tmp_path: Path, monkeypatch:
                          gguf_name="fake.gguf")
     monkeypatch.setitem(PACKAGED_MODELS, "fake-model", fake)
     calls: list[Path] = []
-    monkeypatch.setattr(models, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_module, "_convert_into", _fake_convert(calls))
     found = {}
     for venv in ("venv-one", "venv-two"):
         site = tmp_path / venv / "site-packages"
-        monkeypatch.setattr(models, "_package_file", lambda module, relpath, site=site: site / module / relpath)
+        monkeypatch.setattr(registry, "_package_file", lambda module, relpath, site=site: site / module / relpath)
         found[venv] = resolve_model("fake-model", cache_dir=tmp_path / "cache")
     assert found["venv-one"] == found["venv-two"] and len(calls) == 1
     # Other bytes in the second piece (same size) are another model: a cache of its own.
@@ -294,18 +299,18 @@ def test_installs_of_the_same_bytes_share_one_cache(tmp_path: Path, monkeypatch:
 def test_incomplete_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gguf = _fake_gguf(tmp_path / "m.gguf")
     calls: list[Path] = []
-    monkeypatch.setattr(models, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_module, "_convert_into", _fake_convert(calls))
     target = resolve_model(gguf, cache_dir=tmp_path / "cache")
-    (target / models._SOURCE_FILE).unlink()
+    (target / gguf_module._SOURCE_FILE).unlink()
     assert resolve_model(gguf, cache_dir=tmp_path / "cache") == target
-    assert len(calls) == 2 and models._is_complete_cache(target)
+    assert len(calls) == 2 and gguf_module._is_complete_cache(target)
 
 
 def test_folder_with_one_gguf_is_converted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "model").mkdir()
     _fake_gguf(tmp_path / "model" / "weights.gguf")
     calls: list[Path] = []
-    monkeypatch.setattr(models, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_module, "_convert_into", _fake_convert(calls))
     assert resolve_model(tmp_path / "model", cache_dir=tmp_path / "cache").name.startswith("weights-")
 
 
@@ -361,7 +366,7 @@ def test_load_hub_failure_is_a_model_error(tmp_path: Path, monkeypatch: pytest.M
         raise OSError("hub unreachable (test)")
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(unreachable))
-    monkeypatch.setattr(models, "_hub_online", lambda repo_id: True)
+    monkeypatch.setattr(loader, "_hub_online", lambda repo_id: True)
     with pytest.raises(ModelLoadError, match="hub id 'SomeOrg/some-model'"):
         load_causal_lm("SomeOrg/some-model", cache_dir=tmp_path, device="cpu")
     assert seen == ["SomeOrg/some-model"]  # hub ids go to from_pretrained untouched
@@ -421,7 +426,7 @@ def test_unreachable_hub_fails_at_once(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_prm_typo_fails_at_once() -> None:
-    from langchain_toolprm.loading import load_prm
+    from langchain_toolprm.components import load_prm
 
     with pytest.raises(ModelLoadError, match=r"'rulez' is not a PRM name .*Did you mean 'rules'\?"):
         load_prm("rulez")
@@ -430,6 +435,6 @@ def test_prm_typo_fails_at_once() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable GPU")
 def test_cuda_without_a_gpu_fails_before_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_locate", lambda *a: pytest.fail("resolved the model before checking the device"))
+    monkeypatch.setattr(loader, "_locate", lambda *a: pytest.fail("resolved the model before checking the device"))
     with pytest.raises(ModelLoadError, match=r"device='cuda'.*device='cpu'"):
         load_causal_lm("SomeOrg/some-model", cache_dir=tmp_path, device="cuda")

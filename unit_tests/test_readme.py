@@ -48,20 +48,21 @@ def long_tiny_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathF
 @pytest.fixture
 def packaged_is_tiny(long_tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The packaged model's name resolves to the tiny model; ``"default"`` PRM is a generative PRM on it."""
-    from langchain_toolprm import loading, models
+    from langchain_toolprm import components
+    from langchain_toolprm.models import locate
     from langchain_toolprm.prm import generative
 
     tiny_model_dir = long_tiny_model_dir
 
     load_prm_model = generative.load_prm_model
-    monkeypatch.setattr(models, "_convert_packaged", lambda model, cache: tiny_model_dir)
+    monkeypatch.setattr(locate, "_convert_packaged", lambda model, cache: tiny_model_dir)
     monkeypatch.setattr(generative, "load_prm_model",
                         lambda ref, **kw: load_prm_model(tiny_model_dir if ref == "default" else ref, **kw))
     # Models loaded by reference are kept per reference: no tiny stand-in may outlive this test.
-    for cache in (loading._policy, loading._prm):
+    for cache in (components._policy, components._prm):
         cache.cache_clear()
     yield
-    for cache in (loading._policy, loading._prm):
+    for cache in (components._policy, components._prm):
         cache.cache_clear()
 
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from langchain_toolprm import SearchConfig, ToolPRMChatModel, run_search
+from langchain_toolprm.components import load_policy
 from langchain_toolprm.grammar import Grammar
-from langchain_toolprm.loading import load_policy
 from langchain_toolprm.policy.served import ServedPolicy
 from langchain_toolprm.prm.generative import GenerativePRM
 from langchain_toolprm.prm.served import ServedPRM
@@ -199,7 +199,7 @@ def test_closed_port_gives_a_clear_error():
 
 
 def test_references_load_served_models(tiny_model_dir, server, monkeypatch):
-    from langchain_toolprm import loading
+    from langchain_toolprm import components
     from langchain_toolprm.served import client as client_module
 
     real = client_module.CompletionsClient.__init__
@@ -211,7 +211,7 @@ def test_references_load_served_models(tiny_model_dir, server, monkeypatch):
     ref = f"openai+http://fake/v1?tokenizer={tiny_model_dir}#tiny"
     policy = load_policy(ref)
     assert isinstance(policy, ServedPolicy) and policy.name == "tiny"
-    prm = loading.load_prm(f"openai+http://fake/v1?tokenizer={tiny_model_dir}#prm")
+    prm = components.load_prm(f"openai+http://fake/v1?tokenizer={tiny_model_dir}#prm")
     assert isinstance(prm, ServedPRM)
-    loading._policy.cache_clear()
-    loading._prm.cache_clear()
+    components._policy.cache_clear()
+    components._prm.cache_clear()

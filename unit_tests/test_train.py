@@ -221,7 +221,7 @@ def test_adapter_merges_without_peft(data_dir: Path, tiny_model_dir: Path, tmp_p
 def test_trained_prm_loads_by_reference_and_refuses_another_prompt_format(
         data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     """A `toolprm train` folder is a PRM reference like any other; one trained on another prompt is refused."""
-    from langchain_toolprm.loading import load_prm
+    from langchain_toolprm.components import load_prm
     from langchain_toolprm.prm.generative import GenerativePRM
     from langchain_toolprm.prm.prompt import PROMPT_VERSION
 

@@ -575,7 +575,7 @@ def run_eval(
     """
     from tqdm.auto import tqdm
 
-    from langchain_toolprm.loading import describe, load_policy, load_prm
+    from langchain_toolprm.components import describe, load_policy, load_prm
     from langchain_toolprm.search.run import run_search
 
     cases = list(cases) if cases is not None else load_cases(config)

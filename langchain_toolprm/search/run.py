@@ -8,9 +8,9 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.formats import FormatError, parse_calls_lenient
 from langchain_toolprm.grammar import Grammar, ToolChoice
-from langchain_toolprm.loading import load_policy, load_prm
 from langchain_toolprm.messages import to_chat_messages
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
