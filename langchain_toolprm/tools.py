@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -22,29 +22,10 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 __all__ = [
     "ToolSchemaError",
     "ToolSpec",
-    "bfcl_function_to_openai",
     "enumerable_values",
     "to_tool_specs",
 ]
 
-# Gorilla/BFCL type names and the JSON-schema types they stand for.
-_BFCL_TYPES: dict[str, str | None] = {
-    "dict": "object",
-    "object": "object",
-    "float": "number",
-    "number": "number",
-    "integer": "integer",
-    "int": "integer",
-    "string": "string",
-    "str": "string",
-    "boolean": "boolean",
-    "bool": "boolean",
-    "array": "array",
-    "list": "array",
-    "tuple": "array",
-    "any": None,
-    "null": "null",
-}
 _OBJECT_KEYWORDS = {"type", "properties", "required", "additionalProperties", "description", "title", "$schema",
                     "$defs", "definitions", "default", "examples", "patternProperties", "minProperties",
                     "maxProperties"}
@@ -145,7 +126,9 @@ def to_tool_specs(tools: Iterable[Any]) -> list[ToolSpec]:
 def _to_spec(tool: Any) -> ToolSpec:
     if isinstance(tool, ToolSpec):
         return tool
-    if isinstance(tool, Mapping) and _looks_like_bfcl(tool):
+    from langchain_toolprm.tool_forms import bfcl_function_to_openai, looks_like_bfcl  # it raises ToolSchemaError
+
+    if isinstance(tool, Mapping) and looks_like_bfcl(tool):
         tool = bfcl_function_to_openai(tool)
     try:
         openai_tool = convert_to_openai_tool(tool)
@@ -179,7 +162,7 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
         raise ToolSchemaError(
             f"Tool {tool!r}: 'parameters' has no 'properties' but keys {stray}; this looks like a flat "
             "(xLAM-style) parameter map. Give a JSON schema, or convert the tool with "
-            "langchain_toolprm.evaluation.runner.record_tool_to_openai."
+            "langchain_toolprm.tool_forms.record_tool_to_openai."
         )
     parameters.setdefault("type", "object")
     parameters.setdefault("properties", {})
@@ -357,82 +340,3 @@ def _check_types(where: str, schema: Mapping[str, Any]) -> None:
     for sub, sub_schema in (schema.get("properties") or {}).items():
         if isinstance(sub_schema, Mapping):
             _check_types(f"{where}.{sub}", sub_schema)
-
-
-def _looks_like_bfcl(tool: Mapping[str, Any]) -> bool:
-    """BFCL docs are bare function dicts whose parameter types use Gorilla names such as ``dict``."""
-    if "function" in tool or "parameters" not in tool:
-        return False
-    text = json.dumps(tool.get("parameters"))
-    return any(f'"type": "{t}"' in text for t in ("dict", "float", "tuple", "any"))
-
-
-def bfcl_function_to_openai(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Translate a BFCL function doc into an OpenAI tool dict with standard JSON-schema types.
-
-    BFCL writes ``dict`` for objects, ``float`` for numbers, ``tuple`` for arrays and ``any`` for no
-    constraint. An ``integer`` is acceptable where a ``float`` is asked, as in JSON schema's
-    ``number``, which matches BFCL's own checker.
-
-    Args:
-        doc: One entry of a BFCL ``function`` list.
-
-    Returns:
-        ``{"type": "function", "function": {...}}``.
-
-    Raises:
-        ToolSchemaError: A parameter uses a type that BFCL does not define.
-
-    """
-    name = str(doc.get("name", ""))
-    parameters = doc.get("parameters") or {"type": "dict", "properties": {}}
-    converted = _convert_bfcl_schema(name, "", parameters)
-    converted["type"] = "object"
-    return {
-        "type": "function",
-        "function": {"name": name, "description": str(doc.get("description", "")), "parameters": converted},
-    }
-
-
-def _convert_bfcl_schema(tool: str, path: str, schema: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "type":
-            if value not in _BFCL_TYPES:
-                where = f"parameter {path!r}" if path else "parameters"
-                raise ToolSchemaError(f"Tool {tool!r}, {where}: unknown BFCL type {value!r}.")
-            json_type = _BFCL_TYPES[value]
-            if json_type is not None:
-                out["type"] = json_type
-        elif key == "properties" and isinstance(value, Mapping):
-            out[key] = {
-                p: _convert_bfcl_schema(tool, f"{path}.{p}" if path else p, s) for p, s in value.items()
-            }
-        elif key == "items" and isinstance(value, Mapping):
-            out[key] = _convert_bfcl_schema(tool, f"{path}[items]", value)
-        elif key == "optional":
-            continue  # a BFCL flag that duplicates "required"
-        else:
-            out[key] = copy.deepcopy(value)
-    enum = out.get("enum")
-    if out.get("type") == "array" and isinstance(enum, list) and enum and not any(isinstance(v, list) for v in enum):
-        # BFCL lists an array's allowed item values on the array itself (live cases do): per JSON
-        # schema no array could match, so the values go where they mean what BFCL means.
-        out["items"] = {**out.get("items", {}), "enum": out.pop("enum")}
-    if out.get("type") == "number" and "enum" in out:
-        out["enum"] = [float(v) if isinstance(v, int) else v for v in out["enum"]]
-    if "default" in out and not _default_fits(out):
-        out.pop("default")  # BFCL writes defaults such as "None" for numbers; they describe, not constrain
-    if "required" in out and "properties" in out:
-        out["required"] = [r for r in out["required"] if r in out["properties"]]
-    return out
-
-
-def _default_fits(schema: Mapping[str, Any]) -> bool:
-    checked = {k: v for k, v in schema.items() if k != "default"}
-    return Draft202012Validator(checked).is_valid(schema["default"])
-
-
-def specs_by_name(specs: Sequence[ToolSpec]) -> dict[str, ToolSpec]:
-    """Index specs by function name."""
-    return {spec.name: spec for spec in specs}

@@ -15,7 +15,6 @@ from langchain_toolprm.evaluation.runner import (
     RunSpec,
     load_cases,
     load_results,
-    record_tool_to_openai,
     render_summary,
     run_eval,
     summarize,
@@ -272,24 +271,6 @@ def test_record_form_is_scored_by_exact_match_and_prf(tmp_path: Path) -> None:
     assert greedy.records["api_f1"] == pytest.approx(1.0)
     assert greedy.records["args_precision"] == pytest.approx(3 / 4)
     assert "API F1" in summary_markdown(summary)
-
-
-def test_record_tools_become_json_schema() -> None:
-    tool = record_tool_to_openai({"name": "f", "description": "d", "parameters": {
-        "xs": {"type": "List[int]", "description": "numbers"},
-        "name": {"type": "str, optional"},
-        "mode": {"type": "Optional[str]"},
-        "opt": {"type": "str", "default": "a"},
-        "any": {"type": "Callable"},
-    }})
-    params = tool["function"]["parameters"]
-    assert params["properties"]["xs"] == {"type": "array", "items": {"type": "integer"}, "description": "numbers"}
-    assert params["properties"]["any"] == {}
-    assert params["required"] == ["xs", "any"]
-    flagged = record_tool_to_openai({"name": "g", "parameters": {
-        "a": {"type": "string", "required": True}, "b": {"type": "integer", "enum": [1, 2]}}})
-    assert flagged["function"]["parameters"]["required"] == ["a"]
-    assert flagged["function"]["parameters"]["properties"]["b"] == {"type": "integer", "enum": [1, 2]}
 
 
 def test_summary_renders_and_reads_back_from_files(bfcl_dir: Path, tmp_path: Path,

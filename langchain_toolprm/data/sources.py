@@ -13,7 +13,6 @@ evaluation, so training on it does not leak the benchmark.
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_toolprm.evaluation.readers import Record, load_bfcl, load_records
+from langchain_toolprm.tool_forms import record_tool_to_openai
 from langchain_toolprm.tools import ToolSchemaError, ToolSpec, to_tool_specs
 
 __all__ = [
@@ -173,49 +173,6 @@ def examples_from_bfcl(
 # xLAM / Hammer records
 # --------------------------------------------------------------------------------------------------
 
-_XLAM_TYPES = {
-    "int": "integer", "integer": "integer", "float": "number", "number": "number", "double": "number",
-    "str": "string", "string": "string", "bool": "boolean", "boolean": "boolean",
-    "list": "array", "array": "array", "tuple": "array", "set": "array", "dict": "object", "object": "object",
-}
-
-
-def _xlam_schema(spec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """One flat xLAM parameter spec as a JSON schema, and whether it is required.
-
-    xLAM writes Python-ish types (``"int"``, ``"List[str]"``, ``"str, optional"``); a parameter is
-    optional when its type says so or it has a default, unless the record marks it required.
-    """
-    raw = str(spec.get("type", "")).strip()
-    optional = "optional" in raw.lower()
-    base = re.split(r"[\[,(|]", raw.lower(), maxsplit=1)[0].strip()
-    schema: dict[str, Any] = {k: v for k, v in spec.items() if k not in ("type", "required", "default")}
-    json_type = _XLAM_TYPES.get(base) or (raw if raw in _XLAM_TYPES.values() else None)
-    if json_type:
-        schema["type"] = json_type
-    required = bool(spec.get("required")) or (not optional and "default" not in spec)
-    if "default" in spec and spec["default"] not in ("", None):
-        schema["description"] = f"{schema.get('description', '')} (default: {spec['default']})".strip()
-    return schema, required
-
-
-def _record_tools(record: Record) -> list[dict[str, Any]]:
-    tools = []
-    for tool in record.tools:
-        properties, required = {}, []
-        for param, spec in (tool.get("parameters") or {}).items():
-            schema, needed = _xlam_schema(spec if isinstance(spec, dict) else {})
-            properties[param] = schema
-            if needed:
-                required.append(param)
-        tools.append({
-            "name": tool["name"],
-            "description": tool.get("description", ""),
-            "parameters": {"type": "object", "properties": properties, "required": required},
-        })
-    return tools
-
-
 def examples_from_records(records: Iterable[Record], source: str = "xlam") -> tuple[list[Example], list[str]]:
     """xLAM-60k / xlam-irrelevance / Hammer records as examples (empty answers = irrelevance).
 
@@ -225,7 +182,7 @@ def examples_from_records(records: Iterable[Record], source: str = "xlam") -> tu
     examples, skipped = [], []
     for index, record in enumerate(records):
         record_id = record.id or f"{source}-{index}"
-        tools = _record_tools(record)
+        tools = [record_tool_to_openai(t)["function"] for t in record.tools]
         used = {(c["name"], p) for c in record.answers for p in c["arguments"]}
         for tool in tools:
             params = tool["parameters"]

@@ -8,6 +8,8 @@ from langchain_toolprm.evaluation.bfcl_checker import (
     is_call_list,
     standardize_string,
 )
+from langchain_toolprm.evaluation.cases import EvalCase, load_cases
+from langchain_toolprm.evaluation.config import EvalConfig, RunSpec
 from langchain_toolprm.evaluation.metrics import (
     PRF,
     CallCounts,
@@ -33,20 +35,10 @@ from langchain_toolprm.evaluation.readers import (
     normalize_call,
     normalize_tool,
 )
-from langchain_toolprm.evaluation.runner import (
-    EvalCase,
-    EvalConfig,
-    EvalSummary,
-    RunSpec,
-    RunSummary,
-    load_cases,
-    load_results,
-    record_tool_to_openai,
-    render_summary,
-    run_eval,
-    summarize,
-    summary_markdown,
-)
+from langchain_toolprm.evaluation.render import render_summary, summary_markdown
+from langchain_toolprm.evaluation.runner import run_eval
+from langchain_toolprm.evaluation.summary import EvalSummary, RunSummary, load_results, summarize
+from langchain_toolprm.tool_forms import record_tool_to_openai
 
 __all__ = [
     "AST_CATEGORIES",

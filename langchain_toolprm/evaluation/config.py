@@ -1,0 +1,195 @@
+"""What one ``toolprm eval`` runs: the settings (`EvalConfig`) and the (strategy, budget) runs they expand to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from langchain_toolprm.evaluation.readers import (
+    SINGLE_TURN_CATEGORIES,
+)
+from langchain_toolprm.search.config import Aggregation, SearchConfig
+
+if TYPE_CHECKING:
+    pass
+
+
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+RECORD_CATEGORY = "records"
+"""The category of record-form cases (they carry none of their own)."""
+
+EvalStrategy = Literal["unconstrained", "greedy", "beam", "best_of_n", "majority"]
+STRATEGY_ORDER: tuple[str, ...] = ("unconstrained", "greedy", "majority", "best_of_n", "beam")
+"""Order of runs in files, tables and plots: baselines first, from cheapest to the PRM search."""
+_USES_PRM = {"beam", "best_of_n"}
+_SAMPLED = {"best_of_n", "majority"}
+
+DEFAULT_BFCL_CATEGORIES: tuple[str, ...] = tuple(
+    c for c in SINGLE_TURN_CATEGORIES if not c.endswith(("_java", "_javascript"))
+)
+"""BFCL categories evaluated when none are named: the single-turn ones the Python checker grades."""
+
+# Settings that change predictions: a resumed run must agree on all of them with the files it extends.
+_FINGERPRINT_FIELDS = (
+    "policy", "prm", "data", "answers", "categories", "limit", "seed", "temperature", "aggregation",
+    "max_calls", "max_value_tokens", "max_new_tokens", "max_steps",
+)
+
+
+class EvalConfig(BaseModel):
+    """Everything one ``toolprm eval`` needs; written to the manifest so a run can be reproduced.
+
+    Attributes:
+        data: A BFCL file or folder, or a record-form file (JSON array or JSON Lines). ``None``: the
+            BFCL data inside the installed ``bfcl-eval`` package.
+        answers: BFCL's ``possible_answer`` folder when it is not beside the data.
+        categories: BFCL categories to load from a folder (default: `DEFAULT_BFCL_CATEGORIES`).
+        limit: At most this many cases per category (the first ones), for subsets of stated size.
+        output: The folder for prediction files, the manifest and the summary.
+        policy: The policy reference (packaged name, hub id, folder, ``.gguf``).
+        prm: The PRM reference (``"default"``, the packaged trained PRM; ``"rules"``; a model reference);
+            used by ``beam`` and ``best_of_n`` only.
+        strategies: Strategies to run.
+        beams: The N values of the grid (beams kept).
+        widths: The M values of the grid (candidates per beam and step).
+        samples: ``num_samples`` for ``best_of_n``/``majority``; ``None`` derives ``N * M`` from the grid.
+        seed: Random seed of every search (each case starts from the same seed, so runs are repeatable
+            case by case and a resumed run gives the predictions an uninterrupted one would have).
+        temperature: Sampling temperature of free values and complete samples (the paper's 0.8).
+        aggregation: How a beam's step scores combine.
+        max_calls: Most calls per turn.
+        max_value_tokens: Token limit of one sampled value.
+        max_new_tokens: Token limit of free generation (``unconstrained``, samples).
+        max_steps: Search rounds before giving up.
+        progress: Show a progress bar on stderr.
+
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = None
+    answers: str | None = None
+    categories: list[str] | None = None
+    limit: int | None = Field(None, ge=1)
+    output: str = "toolprm-eval"
+    policy: str = "qwen2.5-coder-0.5b-instruct"
+    prm: str = "default"
+    strategies: list[EvalStrategy] = Field(default_factory=lambda: ["greedy", "beam"])
+    beams: list[int] = Field(default_factory=lambda: [2])
+    widths: list[int] = Field(default_factory=lambda: [4])
+    samples: list[int] | None = None
+    seed: int = 0
+    temperature: float = Field(0.8, ge=0.0)
+    aggregation: Aggregation = SearchConfig.model_fields["aggregation"].default
+    max_calls: int = Field(8, ge=1)
+    max_value_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    max_steps: int = Field(256, ge=1)
+    progress: bool = True
+
+    @field_validator("beams", "widths", "samples")
+    @classmethod
+    def _positive(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None and (not values or any(v < 1 for v in values)):
+            raise ValueError("budget values must be a non-empty list of positive integers")
+        return values
+
+    @field_validator("strategies")
+    @classmethod
+    def _some_strategy(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("name at least one strategy")
+        return values
+
+    def runs(self) -> list[RunSpec]:
+        """Expand strategies and the budget grid into runs, baselines first, without repeats."""
+        runs: list[RunSpec] = []
+        for strategy in sorted(set(self.strategies), key=STRATEGY_ORDER.index):
+            if strategy == "beam":
+                runs += [RunSpec("beam", n, m) for n in sorted(set(self.beams)) for m in sorted(set(self.widths))]
+            elif strategy in _SAMPLED:
+                counts = self.samples or [n * m for n in self.beams for m in self.widths]
+                runs += [RunSpec(strategy, num_samples=k) for k in sorted(set(counts))]
+            else:
+                runs.append(RunSpec(strategy))
+        return runs
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that must not change between a run and its resumption (paths made absolute)."""
+        out = {name: getattr(self, name) for name in _FINGERPRINT_FIELDS}
+        for name in ("data", "answers"):
+            if out[name] is not None:
+                out[name] = str(Path(out[name]).resolve())
+        return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One strategy at one budget.
+
+    Attributes:
+        strategy: The search strategy.
+        num_beams: N, for ``beam``.
+        beam_width: M, for ``beam``.
+        num_samples: Complete samples, for ``best_of_n`` and ``majority``.
+
+    """
+
+    strategy: str
+    num_beams: int | None = None
+    beam_width: int | None = None
+    num_samples: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The run's file stem, e.g. ``beam_N2_M4``, ``majority_n8``, ``greedy``."""
+        if self.strategy == "beam":
+            return f"beam_N{self.num_beams}_M{self.beam_width}"
+        if self.num_samples is not None:
+            return f"{self.strategy}_n{self.num_samples}"
+        return self.strategy
+
+    @property
+    def uses_prm(self) -> bool:
+        """Whether the PRM takes part (the others rank by the policy alone)."""
+        return self.strategy in _USES_PRM
+
+    @classmethod
+    def from_name(cls, name: str) -> RunSpec:
+        """Read a run back from its file stem.
+
+        Raises:
+            ValueError: The name is not one `name` writes.
+
+        """
+        if match := re.fullmatch(r"beam_N(\d+)_M(\d+)", name):
+            return cls("beam", int(match[1]), int(match[2]))
+        if match := re.fullmatch(r"(best_of_n|majority)_n(\d+)", name):
+            return cls(match[1], num_samples=int(match[2]))
+        if name in ("greedy", "unconstrained"):
+            return cls(name)
+        raise ValueError(f"Not a run name: {name!r}")
+
+    def search_config(self, config: EvalConfig) -> Any:
+        """The engine's `SearchConfig` for this run."""
+        budget: dict[str, int] = {}
+        if self.num_beams is not None:
+            budget |= {"num_beams": self.num_beams, "beam_width": self.beam_width or 1}
+        if self.num_samples is not None:
+            budget["num_samples"] = self.num_samples
+        return SearchConfig(
+            strategy=self.strategy,  # type: ignore[arg-type]
+            temperature=config.temperature,
+            aggregation=config.aggregation,
+            max_calls=config.max_calls,
+            max_value_tokens=config.max_value_tokens,
+            max_new_tokens=config.max_new_tokens,
+            max_steps=config.max_steps,
+            seed=config.seed,
+            **budget,
+        )

@@ -1,0 +1,64 @@
+"""Eval summaries as tables: a rich table for the terminal, Markdown for docs."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
+
+from langchain_toolprm.evaluation.summary import EvalSummary
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+def _table_rows(summary: EvalSummary) -> tuple[list[str], list[list[str]]]:
+    has_lenient = any(r.lenient_accuracy for r in summary.runs)
+    has_records = any(r.records for r in summary.runs)
+    headers = ["run", "PRM", "cases", *summary.categories]
+    if len(summary.categories) > 1:
+        headers.append("overall")
+    if has_lenient:
+        headers.append("lenient parse")
+    if has_records:
+        headers += ["API F1", "args F1"]
+    headers += ["policy tokens", "PRM cands", "wall s"]
+    rows = []
+    for r in summary.runs:
+        row = [r.name, r.prm or "-", str(r.cases)]
+        row += [_percent(r.accuracy.get(c)) for c in summary.categories]
+        if len(summary.categories) > 1:
+            row.append(_percent(r.accuracy["overall"]))
+        if has_lenient:
+            row.append(_percent(r.lenient_accuracy["overall"]) if r.lenient_accuracy else "")
+        if has_records:
+            row += [_percent(r.records["api_f1"]), _percent(r.records["args_f1"])] if r.records else ["", ""]
+        row += [f"{r.policy_tokens:.0f}", f"{r.prm_candidates:.1f}", f"{r.wall_seconds:.2f}"]
+        rows.append(row)
+    return headers, rows
+
+
+def render_summary(summary: EvalSummary, console: Any = None) -> None:
+    """Print the summary as a rich table: accuracy (%) per category, then mean cost per case."""
+    from rich.console import Console
+    from rich.table import Table
+
+    headers, rows = _table_rows(summary)
+    table = Table(title=f"toolprm eval: {summary.source}  (policy {summary.policy}; accuracy in %, cost per case)")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    (console or Console()).print(table)
+
+
+def summary_markdown(summary: EvalSummary) -> str:
+    """The summary as a Markdown table (for docs such as ``docs/benchmarks.md``)."""
+    headers, rows = _table_rows(summary)
+    rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"
+    lines = ["| " + " | ".join(headers) + " |", rule]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
