@@ -15,14 +15,13 @@ from langchain_toolprm.prm.adapters import is_adapter, load_prm_model
 from langchain_toolprm.tools import to_tool_specs
 from langchain_toolprm.train import (
     TrainConfig,
-    _label_logits,
     answer_selection,
     evaluate_prm,
-    label_token_ids,
     load_queries,
     pack_query,
     train_prm,
 )
+from langchain_toolprm.train.model import label_logits, label_token_ids
 
 WEATHER = {"name": "get_weather", "description": "Weather in a city.", "parameters": {
     "type": "dict", "required": ["city"],
@@ -73,7 +72,7 @@ def test_packed_tree_reads_steps_as_inference_does(data_dir: Path, tiny_model_di
     assert packed is not None and len(packed.node_spans) > 5
     plus, minus = label_token_ids(tokenizer)
     with torch.no_grad():
-        tree = torch.softmax(_label_logits(model, packed, "cpu")[:, [plus, minus]], dim=-1)[:, 0]
+        tree = torch.softmax(label_logits(model, packed, "cpu")[:, [plus, minus]], dim=-1)[:, 0]
     specs = to_tool_specs(query["tools"])
     grammar = Grammar(specs)
     session = GenerativePRM(CausalLM(model, tokenizer)).session(query["messages"], specs)
@@ -168,7 +167,8 @@ def test_outcome_model_and_full_fine_tuning(data_dir: Path, tiny_model_dir: Path
 
 
 def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) -> None:
-    from langchain_toolprm.train import _label_weights, _sibling_groups
+    from langchain_toolprm.train.loop import _label_weights
+    from langchain_toolprm.train.packing import sibling_groups
 
     tokenizer = _tokenizer(tiny_model_dir)
     data = [p for p in (pack_query(q, tokenizer, "prm") for q in load_queries(data_dir)) if p is not None]
@@ -183,10 +183,10 @@ def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) 
         if pos and neg:  # each tag's right and wrong steps weigh the same in total
             assert abs(pos * weights[(tag, True)] - neg * weights[(tag, False)]) < 1e-6
     assert set(_label_weights(data, balance=False).values()) == {1.0}
-    groups = [g for p in data for g in _sibling_groups(p)]
+    groups = [g for p in data for g in sibling_groups(p)]
     assert groups
     packed = data[0]
-    for positives, negatives in _sibling_groups(packed):
+    for positives, negatives in sibling_groups(packed):
         parents = {packed.node_parent[n] for n in positives + negatives}
         assert len(parents) == 1
         assert all(packed.targets[n] for n in positives) and not any(packed.targets[n] for n in negatives)
@@ -281,7 +281,8 @@ def torch_allclose(a: Any, b: Any) -> bool:
 
 
 def test_mix_sources_draws_every_source_in_turn() -> None:
-    from langchain_toolprm.train import Packed, _policy_first
+    from langchain_toolprm.train import Packed
+    from langchain_toolprm.train.loop import _policy_first
 
     def packed(source: str, mode: str) -> Packed:
         return Packed([], [], 0, [], [], [], [], [], [], mode, source)
@@ -295,7 +296,8 @@ def test_mix_sources_draws_every_source_in_turn() -> None:
 
 
 def test_focus_names_the_decisions_reported_apart() -> None:
-    from langchain_toolprm.train import Packed, _focus
+    from langchain_toolprm.train import Packed
+    from langchain_toolprm.train.evaluate import _focus
 
     def packed(calls: int, source: str = "bfcl:live_simple") -> Packed:
         return Packed([], [], 0, [(0, 1), (1, 2)], [-1, 0], [0, 1], [None, True],
@@ -317,7 +319,8 @@ def test_queries_with_refused_tools_are_left_out(data_dir: Path, tiny_model_dir:
 
 
 def test_first_per_source_takes_every_source() -> None:
-    from langchain_toolprm.train import Packed, _first_per_source
+    from langchain_toolprm.train import Packed
+    from langchain_toolprm.train.evaluate import _first_per_source
 
     data = [Packed([], [], 0, [], [], [], [], [], [], "rules", s) for s in ["a", "a", "a", "b", "c", "c"]]
     assert [p.source for p in _first_per_source(data, 2)] == ["a", "a", "b", "c", "c"]

@@ -1,0 +1,68 @@
+"""`TrainConfig`: the settings of one PRM training run (the ``toolprm train`` options)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    pass
+
+
+Objective = Literal["prm", "coarse", "outcome"]
+
+
+class TrainConfig(BaseModel):
+    """Settings of one PRM training run (the ``toolprm train`` options).
+
+    The defaults are the CPU recipe's backbone and LoRA (Qwen2.5-Coder-0.5B, the packaged default
+    PRM's; one epoch or a time budget); the paper's recipe is ``base=<3B>, epochs=5, batch_size=1024,
+    lr=1e-3, warmup_ratio=0.008, weight_decay=1e-5``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: list[Path] = Field(
+        min_length=1, description="Build-data folders (train.jsonl, test.jsonl) or train JSONL files; "
+        "several builds train one PRM (a query in two builds counts twice: two maskings, two rollouts).")
+    out: Path = Field(description="Output folder: the PRM (adapter or full model) and its checkpoint.")
+    base: str = Field("qwen2.5-coder-0.5b-instruct",
+                      description="Backbone reference (packaged name, folder, hub id).")
+    dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
+    objective: Objective = "prm"
+    init: str | None = Field(
+        None, description="A trained LoRA PRM ('default' or a folder) to train further instead of a fresh "
+        "adapter; its base, LoRA shape and prompt version are used as they are.")
+    mix_sources: bool = Field(
+        False, description="With max_queries: draw queries from every source in turn (policy rollouts first "
+        "within each), so rare sources (composed, follow-ups) are not crowded out by the large ones.")
+    lora: bool = True
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    lora_layers: int | None = Field(None, ge=1, description="LoRA on the top N layers only (cheaper backward).")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1, description="Queries (packed sequences) per optimizer step.")
+    lr: float = Field(1e-3, gt=0)
+    warmup_ratio: float = Field(0.008, ge=0, lt=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    max_context_tokens: int = Field(1024, ge=16, description="Queries with a longer PRM context are left out.")
+    max_tokens: int = Field(1536, ge=32, description="Sequence cap; a query's later trajectories are dropped.")
+    balance: bool = Field(True, description="Weigh + and - equally within each step tag.")
+    rank_weight: float = Field(1.0, ge=0, description="Weight of the ranking loss among candidates of one state.")
+    max_queries: int | None = Field(
+        None, ge=1, description="Train on at most this many queries: those with policy rollouts first.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    time_budget_s: float | None = Field(None, gt=0, description="Stop (and save) after this many seconds.")
+    save_every: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
+    threads: int | None = Field(None, ge=1, description="torch threads (CPU).")
+    seed: int = 0
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | Path) else value
