@@ -2,99 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import json
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Literal
 
-from langchain_core.callbacks import (
-    AsyncCallbackManager,
-    AsyncCallbackManagerForLLMRun,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
-from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
-from langchain_core.runnables.config import ensure_config
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from langchain_toolprm.components import load_policy, load_prm
-from langchain_toolprm.grammar import ToolChoice
+from langchain_toolprm.chat_messages import ai_message, message_chunks, structured_output
+from langchain_toolprm.chat_request import (
+    build_request,
+    check_tool_choice,
+    format_tool,
+    gather_settings,
+    langsmith_params,
+    model_profile,
+)
+from langchain_toolprm.chat_runs import asearch, event_target, run_target, search, targeting
+from langchain_toolprm.components import describe, load_policy, load_prm
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.search.config import SearchConfig
-from langchain_toolprm.search.results import SearchResult, TraceNode
-from langchain_toolprm.search.run import run_search
-from langchain_toolprm.tools import ToolSpec, to_tool_specs
-from langchain_toolprm.tracing import RESULT_EVENT, STEP_EVENT, EventTarget, result_event, step_event
 
 __all__ = ["ToolPRMChatModel"]
-
-_SEARCH_FIELDS = frozenset(SearchConfig.model_fields)
-# Standard chat-model parameters that mean nothing for a local model; accepted so that code written for
-# hosted models (and `init_chat_model`-style settings) runs unchanged.
-_IGNORED_PARAMS = frozenset({"api_key", "max_retries", "base_url"})
-# The standard names of a request's time limit; for a local search they set `SearchConfig.time_limit`.
-_TIMEOUT_PARAMS = ("timeout", "request_timeout")
-# Per-call keyword arguments that `_generate` understands besides the search settings.
-_CALL_KWARGS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "model", "temperature", "max_tokens",
-                          "search"})
-_UNFINISHED = "<unfinished>"
-_DONE = object()
-# The event target of the chat-model run being invoked or streamed. LangChain hands `_stream`/`_astream` no
-# run manager on its streaming paths, so the public entry points give each run a known id and put its
-# callback handlers here, where the search can find them.
-_RUN_TARGET: contextvars.ContextVar[EventTarget | None] = contextvars.ContextVar("toolprm_run_target", default=None)
-
-
-def _call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
-    """Cut ``text`` before the first stop sequence, as hosted APIs do with ``stop=``."""
-    if not stop:
-        return text
-    cuts = [i for s in stop if s and (i := text.find(s)) >= 0]
-    return text[: min(cuts)] if cuts else text
-
-
-def _unfinished_args(arguments: dict[str, Any]) -> str:
-    """The arguments of a call the search could not finish, as text that no JSON parser accepts.
-
-    The marker keeps the call invalid when streamed chunks are merged (LangChain re-parses chunk
-    arguments leniently and would otherwise turn a half-written call into a valid one).
-    """
-    inner = ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
-                      for k, v in arguments.items())
-    return "{" + (inner + ", " if inner else "") + _UNFINISHED + "}"
-
-
-@dataclass
-class _Request:
-    """One call's inputs, checked and resolved before any model runs."""
-
-    messages: list[BaseMessage]
-    specs: list[ToolSpec]
-    tool_choice: Any
-    config: SearchConfig
-    stop: list[str] | None
-    policy: Policy | str
-    prm: PRM | str | None
-    model_name: str
-    answer_now: bool = False
 
 
 class ToolPRMChatModel(BaseChatModel):
@@ -283,35 +219,7 @@ class ToolPRMChatModel(BaseChatModel):
     @classmethod
     def _gather_search_settings(cls, values: Any) -> Any:
         """Move search settings given at the top level into ``search``; drop hosted-API parameters."""
-        if not isinstance(values, dict):
-            return values
-        values = {k: v for k, v in values.items() if k not in _IGNORED_PARAMS}
-        for name in _TIMEOUT_PARAMS:
-            timeout = values.pop(name, None)
-            if timeout is not None:
-                values["time_limit"] = timeout
-        if "model" in values:  # the name other chat models use for their model
-            if values.get("policy") is not None:
-                raise ValueError("Pass the policy model as policy= or model=, not both.")
-            values["policy"] = values.pop("model")
-        if values.get("policy") is None:
-            if not os.environ.get("TOOLPRM_POLICY"):
-                raise ValueError(
-                    "ToolPRMChatModel needs a policy: pass policy='qwen2.5-coder-0.5b-instruct' (a packaged name,"
-                    " a hub id, a folder or a .gguf file) or a Policy object, or set $TOOLPRM_POLICY."
-                )
-            values["policy"] = os.environ["TOOLPRM_POLICY"]
-        if "prm" not in values and os.environ.get("TOOLPRM_PRM"):
-            values["prm"] = os.environ["TOOLPRM_PRM"]
-        loose = {k: values.pop(k) for k in list(values) if k in _SEARCH_FIELDS and k != "temperature"}
-        if loose:
-            base = values.get("search") or {}
-            if isinstance(base, SearchConfig):
-                base = base.model_dump()
-            elif not isinstance(base, dict):
-                raise TypeError(f"search must be a SearchConfig or a dict, got {type(base).__name__}.")
-            values["search"] = {**base, **loose}
-        return values
+        return gather_settings(values)
 
     @field_validator("policy", "prm", mode="before")
     @classmethod
@@ -345,12 +253,12 @@ class ToolPRMChatModel(BaseChatModel):
     @property
     def model_name(self) -> str:
         """The policy's name: its reference string, or the loaded policy's ``name``."""
-        return _describe(self.policy)
+        return describe(self.policy)
 
     @property
     def prm_name(self) -> str | None:
         """The PRM's name, ``None`` without a PRM."""
-        return None if self.prm is None else _describe(self.prm)
+        return None if self.prm is None else describe(self.prm)
 
     @property
     def _llm_type(self) -> str:
@@ -362,37 +270,10 @@ class ToolPRMChatModel(BaseChatModel):
                 "temperature": self.temperature, "max_tokens": self.max_tokens}
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        # Structured output goes through tool calling (the grammar), not a native JSON mode; saying so
-        # makes `create_agent` pick its tool strategy for `response_format`.
-        return ModelProfile(
-            open_weights=True,
-            text_inputs=True,
-            image_inputs=False,
-            audio_inputs=False,
-            video_inputs=False,
-            pdf_inputs=False,
-            text_outputs=True,
-            tool_calling=True,
-            tool_choice=True,
-            tool_call_streaming=True,
-            structured_output=False,
-            temperature=True,
-        )
+        return model_profile()
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        model = kwargs.get("model")
-        params = LangSmithParams(
-            ls_provider="toolprm",
-            ls_model_name=model if isinstance(model, str) else self.model_name,
-            ls_model_type="chat",
-        )
-        temperature = kwargs.get("temperature", self.temperature)
-        params["ls_temperature"] = float(temperature if temperature is not None else self.search.temperature)
-        max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        params["ls_max_tokens"] = int(max_tokens if max_tokens is not None else self.search.max_new_tokens)
-        if stop := (stop or self.stop):
-            params["ls_stop"] = list(stop)
-        return params
+        return langsmith_params(self, stop, kwargs)
 
     # -- tools ----------------------------------------------------------------------------------
     def bind_tools(
@@ -426,9 +307,9 @@ class ToolPRMChatModel(BaseChatModel):
 
         """
         del strict  # every call the grammar writes already satisfies its schema
-        formatted = [_format_tool(t) for t in tools]
+        formatted = [format_tool(t) for t in tools]
         names = [t["function"]["name"] for t in formatted]
-        _check_tool_choice(tool_choice, names)
+        check_tool_choice(tool_choice, names)
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
@@ -474,143 +355,29 @@ class ToolPRMChatModel(BaseChatModel):
             parallel_tool_calls=False,
             ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
         )
-        parser: Runnable[Any, Any]
-        if isinstance(schema, type) and is_basemodel_subclass(schema):
-            parser = PydanticToolsParser(tools=[schema], first_tool_only=True)
-        else:
-            parser = JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
-        if not include_raw:
-            return llm | parser
-        parse = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
-        fallback = RunnablePassthrough.assign(parsed=lambda _: None)
-        return RunnableMap(raw=llm) | parse.with_fallbacks([fallback], exception_key="parsing_error")
-
-    # -- one call -------------------------------------------------------------------------------
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
-        unknown = sorted(set(kwargs) - _CALL_KWARGS - _SEARCH_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"ToolPRMChatModel does not understand the argument(s) {unknown}. Per-call arguments are tools,"
-                f" tool_choice, parallel_tool_calls, temperature, max_tokens, model, search and the SearchConfig"
-                f" fields {sorted(_SEARCH_FIELDS)}."
-            )
-        specs = to_tool_specs(kwargs.get("tools") or [])
-        tool_choice = kwargs.get("tool_choice")
-        _check_tool_choice(tool_choice, [s.name for s in specs])
-        auto = ToolChoice.parse(tool_choice, [s.name for s in specs]).mode == "auto"
-        answer_now = (self.max_tool_turns is not None and auto and bool(specs)
-                      and _tool_turns(messages) >= self.max_tool_turns)
-        if answer_now:
-            tool_choice = "none"
-        if specs and ToolChoice.parse(tool_choice, [s.name for s in specs]).mode == "none":
-            # No call is allowed, so the tool list would only tempt a small model to write calls as text
-            # (measured: Qwen2.5-0.5B repeats its last call as JSON); the answer is written without it.
-            specs, tool_choice = [], None
-        config = self._config(kwargs)
-        policy_ref = kwargs.get("model") or self.policy
-        return _Request(
-            messages=list(messages),
-            specs=specs,
-            tool_choice=tool_choice,
-            config=config,
-            stop=stop if stop is not None else self.stop,
-            policy=policy_ref,  # loaded by the search, off the event loop under async calls
-            prm=self.prm,
-            model_name=_describe(policy_ref),
-            answer_now=answer_now,
-        )
-
-    def _config(self, kwargs: dict[str, Any]) -> SearchConfig:
-        settings = self.search.model_dump()
-        extra = kwargs.get("search")
-        if isinstance(extra, SearchConfig):
-            extra = extra.model_dump(exclude_unset=True)
-        settings.update(extra or {})
-        settings.update({k: v for k, v in kwargs.items() if k in _SEARCH_FIELDS and k != "temperature"})
-        temperature = kwargs.get("temperature", self.temperature)
-        if temperature is not None:
-            settings["temperature"] = temperature
-        max_tokens = kwargs.get("max_tokens", self.max_tokens)
-        if max_tokens is not None:
-            settings["max_new_tokens"] = max_tokens
-        if kwargs.get("parallel_tool_calls") is not None:
-            settings["parallel_tool_calls"] = bool(kwargs["parallel_tool_calls"])
-        settings["answer_in_text"] = True  # a chat model must say something when it calls nothing
-        return SearchConfig.model_validate(settings)
-
-    def _run(self, request: _Request, on_step: Callable[[int, list[TraceNode]], None] | None) -> SearchResult:
-        return run_search(request.messages, request.specs, policy=load_policy(request.policy),
-                          prm=load_prm(request.prm),
-                          config=request.config, tool_choice=request.tool_choice, on_step=on_step)
-
-    def _search(self, request: _Request, target: EventTarget | None) -> SearchResult:
-        def on_step(round_: int, nodes: list[TraceNode]) -> None:
-            if target is not None:
-                target.emit(STEP_EVENT, step_event(round_, nodes))
-
-        result = self._run(request, on_step if target is not None else None)
-        if target is not None:
-            target.emit(RESULT_EVENT, result_event(result))
-        return result
-
-    async def _asearch(self, request: _Request, target: EventTarget | None) -> SearchResult:
-        """Run the search in a worker thread; its step events are dispatched here, in the event loop."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-
-        def on_step(round_: int, nodes: list[TraceNode]) -> None:
-            event = step_event(round_, nodes)  # built in the worker: the nodes change as the search goes on
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        context = contextvars.copy_context()
-        future = loop.run_in_executor(None, context.run, self._run, request, on_step if target is not None else None)
-        future.add_done_callback(lambda _: queue.put_nowait(_DONE))
-        while (event := await queue.get()) is not _DONE:
-            await target.aemit(STEP_EVENT, event)  # type: ignore[union-attr]  # events come only with a target
-        result = await future
-        if target is not None:
-            await target.aemit(RESULT_EVENT, result_event(result))
-        return result
+        return structured_output(llm, schema, name, include_raw)
 
     # -- run identity ---------------------------------------------------------------------------
-    def _target(self, config: RunnableConfig | None, asynchronous: bool) -> tuple[RunnableConfig, EventTarget]:
-        """Give the run a known id and collect its handlers the way LangChain will, for search events."""
-        config = ensure_config(config)
-        run_id = config.get("run_id") or uuid.uuid4()
-        kind = AsyncCallbackManager if asynchronous else CallbackManager
-        manager = kind.configure(config.get("callbacks"), self.callbacks, self.verbose, config.get("tags"),
-                                 self.tags, config.get("metadata"), self.metadata)
-        return {**config, "run_id": run_id}, EventTarget(manager, run_id)
-
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        config, target = self._target(config, asynchronous=False)
-        token = _RUN_TARGET.set(target)
-        try:
+        config, target = run_target(self, config, asynchronous=False)
+        with targeting(target):
             return super().invoke(input, config, stop=stop, **kwargs)
-        finally:
-            _RUN_TARGET.reset(token)
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        config, target = self._target(config, asynchronous=True)
-        token = _RUN_TARGET.set(target)
-        try:
+        config, target = run_target(self, config, asynchronous=True)
+        with targeting(target):
             return await super().ainvoke(input, config, stop=stop, **kwargs)
-        finally:
-            _RUN_TARGET.reset(token)
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
-        config, target = self._target(config, asynchronous=False)
+        config, target = run_target(self, config, asynchronous=False)
         chunks = super().stream(input, config, stop=stop, **kwargs)
         # The whole search runs before the first chunk, inside this one `next`: the target is set for
         # exactly that span, in this context, so nothing leaks into the caller's context between chunks.
-        token = _RUN_TARGET.set(target)
-        try:
+        with targeting(target):
             first = next(chunks, None)
-        finally:
-            _RUN_TARGET.reset(token)
         if first is None:
             return
         yield first
@@ -618,119 +385,15 @@ class ToolPRMChatModel(BaseChatModel):
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        config, target = self._target(config, asynchronous=True)
+        config, target = run_target(self, config, asynchronous=True)
         chunks = super().astream(input, config, stop=stop, **kwargs)
-        token = _RUN_TARGET.set(target)
-        try:
+        with targeting(target):
             first = await anext(chunks, None)
-        finally:
-            _RUN_TARGET.reset(token)
         if first is None:
             return
         yield first
         async for chunk in chunks:
             yield chunk
-
-    @staticmethod
-    def _event_target(run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
-                      ) -> EventTarget | None:
-        if run_manager is not None:
-            return EventTarget.from_run_manager(run_manager)
-        return _RUN_TARGET.get()
-
-    # -- messages -------------------------------------------------------------------------------
-    def _message(self, request: _Request, result: SearchResult) -> AIMessage:
-        calls = [tool_call(name=c["name"], args=c["arguments"], id=_call_id()) for c in result.calls]
-        invalid = []
-        if not result.finished and result.partial is not None:
-            invalid.append(invalid_tool_call(
-                name=result.partial["name"],
-                args=_unfinished_args(result.partial.get("arguments") or {}),
-                id=_call_id(),
-                error=result.partial_error or (
-                    f"The search ran out of its time limit (time_limit={request.config.time_limit} s) before this"
-                    " call was complete. The arguments are the ones filled so far." if result.timed_out else
-                    "The search stopped before this call was complete: either no valid candidate for its next"
-                    f" step was found (beam_width={request.config.beam_width},"
-                    f" max_value_tokens={request.config.max_value_tokens}) or max_steps={request.config.max_steps}"
-                    " ran out. The arguments are the ones filled so far."),
-            ))
-        text = "" if calls else _cut_at_stop(result.text or "", request.stop)
-        if calls:
-            finish_reason = "tool_calls"
-        elif (not result.finished and result.partial_error is None) or result.truncated:
-            finish_reason = "length"
-        else:
-            finish_reason = "stop"
-        return AIMessage(
-            content=text,
-            tool_calls=calls,
-            invalid_tool_calls=invalid,
-            usage_metadata=self._usage(request, result, text, calls),
-            response_metadata=self._metadata(request, result, finish_reason, invalid),
-        )
-
-    def _usage(self, request: _Request, result: SearchResult, text: str, calls: list[Any]) -> dict[str, int]:
-        answer = text or json.dumps([{"name": c["name"], "arguments": c["args"]} for c in calls], ensure_ascii=False)
-        output = _count_tokens(load_policy(request.policy), answer) if answer and answer != "[]" else 0
-        total = max(result.cost.policy_tokens + result.cost.prm_tokens, output)
-        return {"input_tokens": total - output, "output_tokens": output, "total_tokens": total}
-
-    def _metadata(self, request: _Request, result: SearchResult, finish_reason: str,
-                  invalid: Sequence[Any] = ()) -> dict[str, Any]:
-        config = request.config
-        toolprm: dict[str, Any] = {
-            "strategy": result.strategy,
-            "num_beams": config.num_beams,
-            "beam_width": config.beam_width,
-            "aggregation": config.aggregation,
-            "prm": None if request.prm is None else _describe(request.prm),
-            "score": result.score,
-            "logprob": result.logprob,
-            "finished": result.finished,
-            "timed_out": result.timed_out,
-            "format": result.format,
-            "cost": result.cost.to_dict(),
-            "alternatives": [{"calls": a.calls, "score": a.score, "logprob": a.logprob} for a in result.alternatives],
-        }
-        if request.answer_now:
-            toolprm["max_tool_turns_reached"] = True
-        if result.partial is not None:
-            toolprm["partial"] = result.partial
-        if invalid:
-            # Merging streamed chunks rebuilds invalid_tool_calls without their errors (LangChain re-parses
-            # the argument chunks); the errors survive here, by call id.
-            toolprm["invalid_tool_call_errors"] = {call["id"]: call["error"] for call in invalid}
-        if self.include_trace:
-            toolprm["trace"] = result.trace.to_dict()
-        return {"model_name": request.model_name, "model_provider": "toolprm", "finish_reason": finish_reason,
-                "toolprm": toolprm}
-
-    @staticmethod
-    def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
-        """The message as chunks: its text, one chunk per call, then one closing chunk with the metadata.
-
-        Usage and metadata travel in the last chunk only, so merging the chunks adds nothing twice.
-        """
-        if message.content:
-            yield ChatGenerationChunk(message=AIMessageChunk(content=message.content))
-        for index, call in enumerate(message.tool_calls):
-            chunk = tool_call_chunk(name=call["name"], args=json.dumps(call["args"], ensure_ascii=False),
-                                    id=call["id"], index=index)
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        offset = len(message.tool_calls)
-        for index, call in enumerate(message.invalid_tool_calls, start=offset):
-            chunk = tool_call_chunk(name=call["name"], args=call["args"], id=call["id"], index=index)
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        yield ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
-                usage_metadata=message.usage_metadata,
-                response_metadata=message.response_metadata,
-                chunk_position="last",
-            ),
-            generation_info={"finish_reason": message.response_metadata.get("finish_reason")},
-        )
 
     # -- BaseChatModel --------------------------------------------------------------------------
     def _generate(
@@ -740,8 +403,8 @@ class ToolPRMChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        message = self._message(request, self._search(request, self._event_target(run_manager)))
+        request = build_request(self, messages, stop, kwargs)
+        message = ai_message(request, search(request, event_target(run_manager)), self.include_trace)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -751,8 +414,8 @@ class ToolPRMChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request = self._request(messages, stop, kwargs)
-        message = self._message(request, await self._asearch(request, self._event_target(run_manager)))
+        request = build_request(self, messages, stop, kwargs)
+        message = ai_message(request, await asearch(request, event_target(run_manager)), self.include_trace)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -762,9 +425,9 @@ class ToolPRMChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request = self._request(messages, stop, kwargs)
-        message = self._message(request, self._search(request, self._event_target(run_manager)))
-        for chunk in self._chunks(message):
+        request = build_request(self, messages, stop, kwargs)
+        message = ai_message(request, search(request, event_target(run_manager)), self.include_trace)
+        for chunk in message_chunks(message):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -776,51 +439,10 @@ class ToolPRMChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request = self._request(messages, stop, kwargs)
-        message = self._message(request, await self._asearch(request, self._event_target(run_manager)))
-        for chunk in self._chunks(message):
+        request = build_request(self, messages, stop, kwargs)
+        message = ai_message(request, await asearch(request, event_target(run_manager)), self.include_trace)
+        for chunk in message_chunks(message):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, str):
-        return obj
-    return str(getattr(obj, "name", None) or type(obj).__name__)
-
-
-def _format_tool(tool: Any) -> dict[str, Any]:
-    """An OpenAI tool dict checked by the same code the search uses, so bad schemas fail at bind time."""
-    spec = to_tool_specs([tool])[0]
-    return spec.to_openai()
-
-
-def _check_tool_choice(tool_choice: Any, names: Sequence[str]) -> None:
-    """Reject a tool choice the grammar cannot honour, with the reason."""
-    choice = ToolChoice.parse(tool_choice, names)
-    if choice.mode == "required" and not names:
-        raise ValueError(f"tool_choice={tool_choice!r} asks for a tool call, but no tools are bound.")
-
-
-def _tool_turns(messages: Sequence[BaseMessage]) -> int:
-    """Assistant turns with tool calls since the latest user message."""
-    turns = 0
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            break
-        if isinstance(message, AIMessage) and message.tool_calls:
-            turns += 1
-    return turns
-
-
-def _count_tokens(policy: Policy, text: str) -> int:
-    """Tokens of ``text`` under the policy's tokenizer (a word count for policies without one)."""
-    tokenizer = getattr(getattr(policy, "lm", None), "tokenizer", None)
-    if tokenizer is not None:
-        try:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        except Exception:  # a tokenizer with an unusual call signature
-            pass
-    return len(text.split())
 

@@ -89,5 +89,7 @@ def load_prm(prm: PRM | str | None) -> PRM | None:
 
 
 def describe(obj: Any) -> str:
-    """A short name for metadata."""
-    return getattr(obj, "name", None) or type(obj).__name__
+    """A short name for metadata: a reference as written, or a loaded object's ``name``."""
+    if isinstance(obj, str):
+        return obj
+    return str(getattr(obj, "name", None) or type(obj).__name__)

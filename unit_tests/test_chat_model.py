@@ -266,16 +266,16 @@ def test_budget_end_gives_invalid_tool_call(model: ToolPRMChatModel) -> None:
 
 
 def test_stop_sequences_cut_text(model: ToolPRMChatModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    from langchain_toolprm import chat_models
+    from langchain_toolprm import chat_runs
 
-    real = chat_models.run_search
+    real = chat_runs.run_search
 
     def fixed_text(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         result.text = "one two STOP three"
         return result
 
-    monkeypatch.setattr(chat_models, "run_search", fixed_text)
+    monkeypatch.setattr(chat_runs, "run_search", fixed_text)
     assert model.invoke("hi", stop=["STOP"]).content == "one two "
     assert model.model_copy(update={"stop": ["two"]}).invoke("hi").content == "one "
 
