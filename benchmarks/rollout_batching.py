@@ -15,7 +15,8 @@ import random
 import time
 
 from langchain_toolprm.data.build import BuildConfig, default_bfcl_dir
-from langchain_toolprm.data.rollouts import Prepared, RolloutConfig, policy_trajectories_many, prepare
+from langchain_toolprm.data.policy_rollouts import policy_trajectories_many
+from langchain_toolprm.data.rollouts import Prepared, RolloutConfig, prepare
 from langchain_toolprm.data.sources import examples_from_bfcl
 from langchain_toolprm.policy.transformers import TransformersPolicy
 

@@ -8,13 +8,22 @@ the run functions, so ``toolprm --help`` answers at once and a subcommand pays o
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import get_args
+from typing import Any, get_args
 
+from pydantic import BaseModel
+
+from langchain_toolprm.data.build import DEFAULT_TIME_BUDGET_S, BuildConfig
+from langchain_toolprm.data.rollouts import RolloutConfig
+from langchain_toolprm.demo import DemoSettings
+from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.search.config import Aggregation, SearchConfig
+from langchain_toolprm.train.config import Objective, TrainConfig
+from langchain_toolprm.train.evaluate import evaluate_prm
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -35,6 +44,21 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def _option(parser: argparse._ActionsContainer, model: type[BaseModel], name: str, *flags: str, **kwargs: Any) -> None:
+    """An option whose default (and help, unless given) comes from a settings model's field.
+
+    So each default is written in one place, the model, and the command line cannot drift from it.
+    """
+    info = model.model_fields[name]
+    kwargs.setdefault("help", info.description)
+    parser.add_argument(*flags, default=info.get_default(call_default_factory=True), **kwargs)
+
+
+def _parameter_default(function: Callable[..., Any], name: str) -> Any:
+    """The default of a function's keyword parameter, for an option that passes it through."""
+    return inspect.signature(function).parameters[name].default
+
+
 # --------------------------------------------------------------------------------------------------
 # eval
 # --------------------------------------------------------------------------------------------------
@@ -50,26 +74,27 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                       help="BFCL categories to load from a folder (default: all single-turn Python ones).")
     data.add_argument("--limit", type=int, help="at most this many cases per category (the first ones)")
     models = parser.add_argument_group("models")
-    models.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct", help="policy model reference")
-    models.add_argument("--prm", default="default",
-                        help="PRM for beam and best_of_n: 'default' (the packaged trained one), 'rules' "
-                             "or a model reference")
+    _option(models, EvalConfig, "policy", "--policy", help="policy model reference")
+    _option(models, EvalConfig, "prm", "--prm", help="PRM for beam and best_of_n: 'default' (the packaged trained "
+            "one), 'rules' or a model reference")
     grid = parser.add_argument_group("strategies and budgets")
-    grid.add_argument("--strategies", nargs="+", default=["greedy", "beam"],
-                      choices=["unconstrained", "greedy", "beam", "best_of_n", "majority"], help="strategies to run")
-    grid.add_argument("--beams", nargs="+", type=int, default=[2], metavar="N", help="N values (beams kept)")
-    grid.add_argument("--widths", nargs="+", type=int, default=[4], metavar="M",
-                      help="M values (candidates per beam and step)")
+    _option(grid, EvalConfig, "strategies", "--strategies", nargs="+", choices=list(get_args(EvalStrategy)),
+            help="strategies to run")
+    _option(grid, EvalConfig, "beams", "--beams", nargs="+", type=int, metavar="N", help="N values (beams kept)")
+    _option(grid, EvalConfig, "widths", "--widths", nargs="+", type=int, metavar="M",
+            help="M values (candidates per beam and step)")
     grid.add_argument("--samples", nargs="+", type=int, metavar="K",
                       help="num_samples for best_of_n/majority (default: N*M for each grid pair)")
     search = parser.add_argument_group("search settings")
-    search.add_argument("--seed", type=int, default=0, help="sampling seed")
-    search.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of free values")
-    search.add_argument("--aggregation", default=SearchConfig.model_fields["aggregation"].default,
-                        choices=list(get_args(Aggregation)), help="how a path's step scores become its score")
-    search.add_argument("--max-new-tokens", type=int, default=256, help="token limit of a generated answer")
-    parser.add_argument("--output", "-o", default="toolprm-eval",
-                        help="result folder (re-running with the same folder resumes)")
+    _option(search, SearchConfig, "seed", "--seed", type=int, help="sampling seed")
+    _option(search, SearchConfig, "temperature", "--temperature", type=float,
+            help="sampling temperature of free values")
+    _option(search, SearchConfig, "aggregation", "--aggregation", choices=list(get_args(Aggregation)),
+            help="how a path's step scores become its score")
+    _option(search, SearchConfig, "max_new_tokens", "--max-new-tokens", type=int,
+            help="token limit of a generated answer")
+    _option(parser, EvalConfig, "output", "--output", "-o",
+            help="result folder (re-running with the same folder resumes)")
     parser.add_argument("--plot", metavar="PNG", help="also draw accuracy against compute to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _threads_argument(parser)
@@ -116,7 +141,8 @@ def _set_threads(requested: int | None) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from langchain_toolprm.evaluation.runner import EvalConfig, render_summary, run_eval
+    from langchain_toolprm.evaluation.render import render_summary
+    from langchain_toolprm.evaluation.runner import run_eval
 
     _set_threads(args.threads)
 
@@ -166,29 +192,25 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--question", "-q", help="what to ask the agent (default: a unit-conversion question)")
-    parser.add_argument("--policy", default="qwen2.5-coder-0.5b-instruct",
-                        help="policy model: packaged name, folder, .gguf file or hub id")
-    parser.add_argument("--prm", default="default",
-                        help="PRM: 'default' (the packaged trained one), 'rules', a model reference, "
-                             "or 'none' (policy only)")
-    parser.add_argument("--beams", type=int, default=2, metavar="N", help="beams kept after each step")
-    parser.add_argument("--width", type=int, default=4, metavar="M", help="candidates proposed per beam and step")
-    parser.add_argument("--max-tool-turns", type=int, default=1,
-                        help="tool-calling turns before the agent must answer in text")
-    parser.add_argument("--max-tokens", type=int, default=96, help="token limit of the text answer")
+    _option(parser, DemoSettings, "policy", "--policy",
+            help="policy model: packaged name, folder, .gguf file or hub id")
+    _option(parser, DemoSettings, "prm", "--prm", help="PRM: 'default' (the packaged trained one), 'rules', a model "
+            "reference, or 'none' (policy only)")
+    _option(parser, DemoSettings, "num_beams", "--beams", type=int, metavar="N", help="beams kept after each step")
+    _option(parser, DemoSettings, "beam_width", "--width", type=int, metavar="M",
+            help="candidates proposed per beam and step")
+    _option(parser, DemoSettings, "max_tool_turns", "--max-tool-turns", type=int,
+            help="tool-calling turns before the agent must answer in text")
+    _option(parser, DemoSettings, "max_tokens", "--max-tokens", type=int, help="token limit of the text answer")
     parser.add_argument("--hide-pruned", action="store_true", help="count pruned candidates instead of drawing them")
     _threads_argument(parser)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from langchain_toolprm.demo import DemoSettings, run_demo
+    from langchain_toolprm.demo import run_demo
 
-    for option in ("beams", "width", "max_tool_turns", "max_tokens"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be at least 1")
-    _set_threads(args.threads)
-    run_demo(DemoSettings(
-        question=args.question or DemoSettings.question,
+    settings = DemoSettings(
+        **({"question": args.question} if args.question else {}),
         policy=args.policy,
         prm=None if args.prm.lower() == "none" else args.prm,
         num_beams=args.beams,
@@ -196,7 +218,9 @@ def _demo(args: argparse.Namespace) -> int:
         max_tool_turns=args.max_tool_turns,
         max_tokens=args.max_tokens,
         show_pruned=not args.hide_pruned,
-    ))
+    )
+    _set_threads(args.threads)
+    run_demo(settings)
     return 0
 
 
@@ -211,39 +235,42 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
     sources.add_argument("--bfcl-dir", help="BFCL data folder (default: the shared copy or bfcl-eval's data)")
     sources.add_argument("--categories", nargs="*", metavar="CATEGORY",
                          help="BFCL categories (default: the live_* ones; none: skip BFCL)")
-    sources.add_argument("--xlam", nargs="+", default=[], metavar="FILE_OR_HUB_ID",
+    _option(sources, BuildConfig, "xlam", "--xlam", nargs="+", metavar="FILE_OR_HUB_ID",
                          help="xLAM-form records: files, or hub ids through `datasets`")
-    sources.add_argument("--glaive", nargs="+", default=[], metavar="FILE", help="ShareGPT/glaive tool conversations")
-    sources.add_argument("--compose-parallel", type=int, default=200, metavar="N",
-                         help="parallel queries composed from single-call ones")
-    sources.add_argument("--max-parts", type=int, default=2, metavar="K",
-                         help="most single-call queries in one composed query")
-    sources.add_argument("--removed-tool", type=int, default=0, metavar="N",
-                         help="irrelevance queries: relevant ones with the tools they call removed")
-    sources.add_argument("--follow-ups", type=int, default=0, metavar="N",
-                         help="conversations continued after the reference calls' tool results")
+    _option(sources, BuildConfig, "glaive", "--glaive", nargs="+", metavar="FILE",
+            help="ShareGPT/glaive tool conversations")
+    _option(sources, BuildConfig, "compose_parallel", "--compose-parallel", type=int, metavar="N",
+            help="parallel queries composed from single-call ones")
+    _option(sources, BuildConfig, "max_parts", "--max-parts", type=int, metavar="K",
+            help="most single-call queries in one composed query")
+    _option(sources, BuildConfig, "removed_tool", "--removed-tool", type=int, metavar="N",
+            help="irrelevance queries: relevant ones with the tools they call removed")
+    _option(sources, BuildConfig, "follow_ups", "--follow-ups", type=int, metavar="N",
+            help="conversations continued after the reference calls' tool results")
     sources.add_argument("--limit", type=int, help="at most this many queries per source")
     rollouts = parser.add_argument_group("rollouts")
-    rollouts.add_argument("--policy", nargs="*", default=["qwen2.5-coder-0.5b-instruct"], metavar="MODEL",
-                          help="rollout policies, used in turn until each one's time budget is spent "
-                               "(none: rule branches only)")
+    _option(rollouts, BuildConfig, "policies", "--policy", nargs="*", metavar="MODEL",
+            help="rollout policies, used in turn until each one's time budget is spent (none: rule branches only)")
     rollouts.add_argument("--time-budget", nargs="*", type=float, default=None, metavar="SECONDS",
-                          help="policy seconds, one per policy (default: 2400 each)")
-    rollouts.add_argument("--samples", type=int, default=2, metavar="K", help="complete samples per query")
-    rollouts.add_argument("--branch-width", type=int, default=4, metavar="M",
-                          help="policy alternatives per decision of the reference path")
-    rollouts.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of rollouts")
-    rollouts.add_argument("--max-new-tokens", type=int, default=96, help="token limit of a complete sample")
-    rollouts.add_argument("--rollout-batch", type=int, default=8, metavar="N",
-                          help="queries whose policy rollouts decode in one batch (1: one query at a time)")
-    rollouts.add_argument("--max-prompt-tokens", type=int, default=1536,
-                          help="longer policy prompts get rule branches only")
+                          help=f"policy seconds, one per policy (default: {DEFAULT_TIME_BUDGET_S:.0f} each)")
+    _option(rollouts, RolloutConfig, "samples", "--samples", type=int, metavar="K", help="complete samples per query")
+    _option(rollouts, RolloutConfig, "branch_width", "--branch-width", type=int, metavar="M",
+            help="policy alternatives per decision of the reference path")
+    _option(rollouts, RolloutConfig, "temperature", "--temperature", type=float,
+            help="sampling temperature of rollouts")
+    _option(rollouts, RolloutConfig, "max_new_tokens", "--max-new-tokens", type=int,
+            help="token limit of a complete sample")
+    _option(rollouts, BuildConfig, "rollout_batch", "--rollout-batch", type=int, metavar="N",
+            help="queries whose policy rollouts decode in one batch (1: one query at a time)")
+    _option(rollouts, BuildConfig, "max_prompt_tokens", "--max-prompt-tokens", type=int,
+            help="longer policy prompts get rule branches only")
     labels = parser.add_argument_group("labels and splits")
     labels.add_argument("--equivalence", action="store_true",
                         help="label values by BFCL acceptable-value rules instead of exact match")
-    labels.add_argument("--mask-ratio", type=float, default=1.0, help="fraction of queries with masked names")
-    labels.add_argument("--test-fraction", type=float, default=0.1, help="share of queries in the test split")
-    labels.add_argument("--seed", type=int, default=0, help="random seed (rollouts, masking, split)")
+    _option(labels, BuildConfig, "mask_ratio", "--mask-ratio", type=float, help="fraction of queries with masked names")
+    _option(labels, BuildConfig, "test_fraction", "--test-fraction", type=float,
+            help="share of queries in the test split")
+    _option(labels, BuildConfig, "seed", "--seed", type=int, help="random seed (rollouts, masking, split)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _threads_argument(parser)
 
@@ -251,11 +278,10 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_data(args: argparse.Namespace) -> int:
     import json
 
-    from langchain_toolprm.data.build import BuildConfig, build_dataset, format_table
-    from langchain_toolprm.data.rollouts import RolloutConfig
+    from langchain_toolprm.data.build import build_dataset, format_table
 
     policies = list(args.policy or [])
-    budgets = args.time_budget if args.time_budget is not None else [2400.0] * len(policies)
+    budgets = args.time_budget if args.time_budget is not None else [DEFAULT_TIME_BUDGET_S] * len(policies)
     fields = {"bfcl_dir": args.bfcl_dir} if args.bfcl_dir else {}
     if args.categories is not None:
         fields["bfcl_categories"] = args.categories
@@ -280,36 +306,36 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+",
                         help="build-data folders (or train JSONL files); several are trained on together")
     parser.add_argument("--out", "-o", required=True, help="output folder (re-running resumes its checkpoint)")
-    parser.add_argument("--base", default="qwen2.5-coder-0.5b-instruct", help="backbone model reference")
+    _option(parser, TrainConfig, "base", "--base", help="backbone model reference")
     parser.add_argument("--init", help="a trained LoRA PRM ('default' or a folder) to train further")
-    parser.add_argument("--dtype", default="float32", help="weight dtype (bfloat16 on a GPU)")
-    parser.add_argument("--objective", default="prm", choices=["prm", "coarse", "outcome"],
-                        help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
+    _option(parser, TrainConfig, "dtype", "--dtype", help="weight dtype (bfloat16 on a GPU)")
+    _option(parser, TrainConfig, "objective", "--objective", choices=list(get_args(Objective)),
+            help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--no-lora", action="store_true", help="full fine-tuning")
-    lora.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
-    lora.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (scale = alpha / r)")
+    _option(lora, TrainConfig, "lora_r", "--lora-r", type=int, help="LoRA rank")
+    _option(lora, TrainConfig, "lora_alpha", "--lora-alpha", type=int, help="LoRA alpha (scale = alpha / r)")
     lora.add_argument("--lora-layers", type=int, help="adapt the top N layers only (cheaper backward)")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--epochs", type=float, default=1.0, help="passes over the training data")
-    optim.add_argument("--batch-size", type=int, default=8, help="queries per optimizer step")
-    optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    optim.add_argument("--warmup-ratio", type=float, default=0.008, help="share of steps spent warming up")
-    optim.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
+    _option(optim, TrainConfig, "epochs", "--epochs", type=float, help="passes over the training data")
+    _option(optim, TrainConfig, "batch_size", "--batch-size", type=int, help="queries per optimizer step")
+    _option(optim, TrainConfig, "lr", "--lr", type=float, help="peak learning rate")
+    _option(optim, TrainConfig, "warmup_ratio", "--warmup-ratio", type=float, help="share of steps spent warming up")
+    _option(optim, TrainConfig, "weight_decay", "--weight-decay", type=float, help="AdamW weight decay")
     optim.add_argument("--no-balance", action="store_true", help="no per-tag balancing of + and - in the loss")
-    optim.add_argument("--rank-weight", type=float, default=1.0,
-                       help="weight of the ranking loss among candidates of one state (0: pointwise only)")
+    _option(optim, TrainConfig, "rank_weight", "--rank-weight", type=float,
+            help="weight of the ranking loss among candidates of one state (0: pointwise only)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-context-tokens", type=int, default=1024,
-                        help="queries with a longer PRM context are left out")
-    limits.add_argument("--max-tokens", type=int, default=1536, help="sequence cap per query")
+    _option(limits, TrainConfig, "max_context_tokens", "--max-context-tokens", type=int,
+            help="queries with a longer PRM context are left out")
+    _option(limits, TrainConfig, "max_tokens", "--max-tokens", type=int, help="sequence cap per query")
     limits.add_argument("--max-queries", type=int, help="train on at most N queries (policy rollouts first)")
     limits.add_argument("--mix-sources", action="store_true",
                         help="with --max-queries: every source in turn, so small sources are not crowded out")
     limits.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
-    parser.add_argument("--save-every", type=int, default=25, help="checkpoint every N optimizer steps")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    _option(parser, TrainConfig, "save_every", "--save-every", type=int, help="checkpoint every N optimizer steps")
+    _option(parser, TrainConfig, "seed", "--seed", type=int, help="random seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     _threads_argument(parser)
 
@@ -317,7 +343,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     import json
 
-    from langchain_toolprm.train import TrainConfig, train_prm
+    from langchain_toolprm.train import train_prm
 
     config = TrainConfig(
         data=args.data, out=args.out, base=args.base, init=args.init, mix_sources=args.mix_sources,
@@ -339,11 +365,12 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", help="PRM folders (adapters or full models), or 'default'")
     parser.add_argument("--data", required=True, help="a build-data folder")
-    parser.add_argument("--split", default="test", help="the split to score")
+    parser.add_argument("--split", default=_parameter_default(evaluate_prm, "split"), help="the split to score")
     parser.add_argument("--aggregation", choices=["min", "last"],
                         help="trajectory verdict from the minimum step score or the last one "
                              "(default: last for outcome models, min otherwise)")
-    parser.add_argument("--max-context-tokens", type=int, default=1024,
+    parser.add_argument("--max-context-tokens", type=int,
+                        default=_parameter_default(evaluate_prm, "max_context_tokens"),
                         help="queries with a longer PRM context are left out")
     parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
     parser.add_argument("--per-source", type=int, metavar="N",
@@ -356,7 +383,7 @@ def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
 def _eval_prm(args: argparse.Namespace) -> int:
     import json
 
-    from langchain_toolprm.train import evaluate_prm
+    from langchain_toolprm.evaluation.render import prm_eval_tables
 
     _set_threads(args.threads)
     results = [
@@ -365,27 +392,7 @@ def _eval_prm(args: argparse.Namespace) -> int:
                      progress=not args.no_progress)
         for model in args.models
     ]
-    first = results[0]
-    print(f"{first.queries} queries, {first.steps} labelled steps, {first.trajectories} complete trajectories")
-    print("| model | loss | step acc | trajectory acc | candidate ranking acc |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| always + (ranking: random pick) | - | {first.always_positive_step_accuracy:.4f} | "
-          f"{first.always_positive_trajectory_accuracy:.4f} | {first.random_ranking_accuracy:.4f} |")
-    for r in results:
-        print(f"| {r.model} | {r.loss:.4f} | {r.step_accuracy:.4f} | {r.trajectory_accuracy:.4f} "
-              f"| {r.ranking_accuracy:.4f} |")
-    print("\n| decision | steps | always + | " + " | ".join(r.model for r in results) + " |")
-    print("|---|---:|---:|" + "---:|" * len(results))
-    for name, f in first.focus.items():
-        print(f"| {name} | {f['steps']:.0f} | {f['always_positive']:.4f} | "
-              + " | ".join(f"{r.focus.get(name, {}).get('accuracy', float('nan')):.4f}" for r in results) + " |")
-    hows = list(first.selection_accuracy)
-    print(f"\nAnswer selection by aggregation ({first.selection_groups} queries with right and wrong answers)")
-    print("| model | " + " | ".join(hows) + " |")
-    print("|---|" + "---:|" * len(hows))
-    print("| random pick | " + " | ".join(f"{first.random_selection_accuracy:.4f}" for _ in hows) + " |")
-    for r in results:
-        print(f"| {r.model} | " + " | ".join(f"{r.selection_accuracy[h]:.4f}" for h in hows) + " |")
+    print(prm_eval_tables(results))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump([r.model_dump() for r in results], handle, indent=2)

@@ -16,12 +16,13 @@ import math
 import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.tools import BaseTool, tool
+from pydantic import BaseModel, ConfigDict, Field
 
+from langchain_toolprm.models.registry import DEFAULT_POLICY
 from langchain_toolprm.prm.adapters import DEFAULT_PRM
 from langchain_toolprm.search.config import SearchConfig
 
@@ -217,8 +218,7 @@ def render_trace(trace: dict[str, Any], *, title: str, chosen: Sequence[str] = (
 # -- running the agent ---------------------------------------------------------------------------------
 
 
-@dataclass
-class DemoSettings:
+class DemoSettings(BaseModel):
     """What ``toolprm demo`` runs.
 
     Attributes:
@@ -234,13 +234,15 @@ class DemoSettings:
 
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     question: str = DEFAULT_QUESTION
-    policy: str = "qwen2.5-coder-0.5b-instruct"
+    policy: str = DEFAULT_POLICY
     prm: str | None = DEFAULT_PRM
-    num_beams: int = 2
-    beam_width: int = 4
-    max_tool_turns: int = 1
-    max_tokens: int = 96
+    num_beams: int = Field(2, ge=1)
+    beam_width: int = Field(4, ge=1)
+    max_tool_turns: int = Field(1, ge=1)
+    max_tokens: int = Field(96, ge=1)
     show_pruned: bool = True
 
 

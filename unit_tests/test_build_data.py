@@ -11,13 +11,12 @@ import pytest
 
 from langchain_toolprm.data.build import BuildConfig, build_dataset, format_table, split_of
 from langchain_toolprm.data.compose import compose_parallel, follow_ups, remove_reference_tools
+from langchain_toolprm.data.policy_rollouts import policy_trajectories, policy_trajectories_many
 from langchain_toolprm.data.rollouts import (
     RolloutConfig,
     Trajectory,
     actions_from_calls,
     complete_along_reference,
-    policy_trajectories,
-    policy_trajectories_many,
     prepare,
 )
 from langchain_toolprm.data.sources import (

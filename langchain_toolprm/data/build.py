@@ -32,12 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_toolprm.data.compose import compose_parallel, follow_ups, remove_reference_tools
 from langchain_toolprm.data.masking import Mask, mask_actions, mask_example
+from langchain_toolprm.data.policy_rollouts import policy_trajectories_many
 from langchain_toolprm.data.rollouts import (
     Prepared,
     RolloutConfig,
     Trajectory,
     labelled_length,
-    policy_trajectories_many,
     prepare,
     rule_trajectories,
 )
@@ -49,6 +49,7 @@ from langchain_toolprm.data.sources import (
     load_xlam,
 )
 from langchain_toolprm.grammar import Action, StepTag
+from langchain_toolprm.models.registry import DEFAULT_POLICY
 
 __all__ = ["BuildConfig", "build_dataset", "default_bfcl_dir", "format_table", "split_of", "step_counts"]
 
@@ -64,6 +65,10 @@ def default_bfcl_dir() -> Path | None:
     from langchain_toolprm.evaluation.readers import bfcl_data_dir
 
     return bfcl_data_dir()
+
+
+DEFAULT_TIME_BUDGET_S = 2400.0
+"""Policy seconds of one rollout policy, unless told otherwise."""
 
 
 class BuildConfig(BaseModel):
@@ -85,10 +90,10 @@ class BuildConfig(BaseModel):
     follow_ups: int = Field(0, ge=0, description="Conversations continued after the reference calls' tool results.")
     limit: int | None = Field(None, ge=1, description="At most this many queries per source (quick runs).")
     policies: list[str] = Field(
-        default_factory=lambda: ["qwen2.5-coder-0.5b-instruct"],
+        default_factory=lambda: [DEFAULT_POLICY],
         description="Rollout policies, used in turn: each until its time budget is spent. Empty: rules only.")
     time_budgets_s: list[float | None] = Field(
-        default_factory=lambda: [2400.0],
+        default_factory=lambda: [DEFAULT_TIME_BUDGET_S],
         description="Policy seconds per policy (None: no limit); queries left after the last get rules only.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     threads: int | None = Field(None, ge=1, description="torch threads; 1 is fastest on a CPU shared with others.")

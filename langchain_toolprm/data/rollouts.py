@@ -22,16 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from langchain_toolprm.data.labels import ReferenceMatcher
 from langchain_toolprm.data.sources import Example, reference_calls
 from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag
-from langchain_toolprm.lm import Sample
-from langchain_toolprm.policy.base import PolicySession, SampleRequest
 from langchain_toolprm.tools import ToolSpec, to_tool_specs
 
 if TYPE_CHECKING:
-    from langchain_toolprm.policy.base import Policy
-    from langchain_toolprm.search.engine import Proposal, SampleRounds
+    pass
 
 __all__ = [
     "RolloutConfig",
@@ -41,16 +40,13 @@ __all__ = [
     "actions_from_calls",
     "complete_along_reference",
     "labelled_length",
-    "policy_trajectories",
-    "policy_trajectories_many",
     "prepare",
     "rule_trajectories",
     "value_perturbations",
 ]
 
 
-@dataclass(frozen=True)
-class RolloutConfig:
+class RolloutConfig(BaseModel):
     """How much of the policy to spend per query.
 
     Attributes:
@@ -67,13 +63,15 @@ class RolloutConfig:
 
     """
 
-    samples: int = 2
-    temperature: float = 0.8
-    branch_width: int = 4
-    max_new_tokens: int = 96
-    max_value_tokens: int = 48
-    rule_width: int = 6
-    perturb_values: int = 1
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    samples: int = Field(2, ge=0)
+    temperature: float = Field(0.8, ge=0.0)
+    branch_width: int = Field(4, ge=0)
+    max_new_tokens: int = Field(96, ge=1)
+    max_value_tokens: int = Field(48, ge=1)
+    rule_width: int = Field(6, ge=1)
+    perturb_values: int = Field(1, ge=0)
     seed: int = 0
 
 
@@ -217,11 +215,13 @@ def actions_from_calls(grammar: Grammar, calls: Sequence[dict[str, Any]], finish
     return path
 
 
-def _labelled(prepared: Prepared, actions: Sequence[Action], origin: str) -> Trajectory:
+def labelled_trajectory(prepared: Prepared, actions: Sequence[Action], origin: str) -> Trajectory:
+    """``actions`` labelled by prefix correctness against the reference."""
     return Trajectory(list(actions), prepared.matcher.label(actions), origin)
 
 
-def _dedupe(trajectories: list[Trajectory]) -> list[Trajectory]:
+def dedupe(trajectories: list[Trajectory]) -> list[Trajectory]:
+    """The trajectories without repeats, first occurrence kept."""
     seen: set[tuple[Action, ...]] = set()
     out = []
     for trajectory in trajectories:
@@ -262,13 +262,14 @@ def complete_along_reference(prepared: Prepared, actions: Sequence[Action]) -> l
     return path
 
 
-def _completed(prepared: Prepared, trajectories: list[Trajectory]) -> list[Trajectory]:
+def completed_branches(prepared: Prepared, trajectories: list[Trajectory]) -> list[Trajectory]:
+    """Each unfinished branch finished along the reference (`complete_along_reference`), where it can be."""
     out = []
     for trajectory in trajectories:
         if trajectory.origin in ("branch", "rule", "perturbed") and not trajectory.complete:
             path = complete_along_reference(prepared, trajectory.actions)
             if path is not None and len(path) > len(trajectory.actions):
-                out.append(_labelled(prepared, path, "completed"))
+                out.append(labelled_trajectory(prepared, path, "completed"))
     return out
 
 
@@ -319,13 +320,13 @@ def rule_trajectories(prepared: Prepared, config: RolloutConfig, rng: random.Ran
     slot is always kept, since "one more call, or stop?" is the decision small models get wrong. Free
     values get up to ``perturb_values`` perturbed reference values (`value_perturbations`).
     """
-    out = [_labelled(prepared, prepared.reference, "reference")]
+    out = [labelled_trajectory(prepared, prepared.reference, "reference")]
     states = prepared.grammar.walk(prepared.reference)
     for i, (state, taken) in enumerate(zip(states, prepared.reference, strict=False)):
         decision = prepared.grammar.decision(state)
         if decision.free and config.perturb_values:
             values = value_perturbations(prepared, state, taken, rng)[: config.perturb_values]
-            out += [_labelled(prepared, [*prepared.reference[:i], a], "perturbed") for a in values]
+            out += [labelled_trajectory(prepared, [*prepared.reference[:i], a], "perturbed") for a in values]
         if decision.free or decision.forced:
             continue
         others = [a for a in decision.actions if a != taken]
@@ -333,136 +334,5 @@ def rule_trajectories(prepared: Prepared, config: RolloutConfig, rng: random.Ran
         rest = [a for a in others if a.tag is not StepTag.TOTAL_FINISH]
         rng.shuffle(rest)
         keep += rest[: max(config.rule_width - len(keep), 0)]
-        out += [_labelled(prepared, [*prepared.reference[:i], a], "rule") for a in keep]
-    return _dedupe(out + _completed(prepared, out))
-
-
-def _branch_states(prepared: Prepared) -> list[tuple[int, GrammarState]]:
-    states = prepared.grammar.walk(prepared.reference)
-    return [
-        (i, state)
-        for i, state in enumerate(states[:-1])
-        if not prepared.grammar.decision(state).forced
-    ]
-
-
-def policy_trajectories(policy: Policy, prepared: Prepared, config: RolloutConfig, seed: int) -> list[Trajectory]:
-    """Reference path, K policy samples and policy branches off the reference path, labelled.
-
-    One policy session per query: the prompt is encoded once; the enumerated decisions of every
-    reference state are scored in one batch, and the K whole answers decode in the same batch as the
-    branch values of every state (`SearchContext.propose_with`), so a query costs about one answer's
-    decoding steps, not one per value. `policy_trajectories_many` does several queries at once.
-
-    Raises:
-        Exception: Whatever stopped the rollout (model, grammar or labelling errors).
-
-    """
-    (result,) = policy_trajectories_many(policy, [prepared], config, [seed])
-    if isinstance(result, Exception):
-        raise result
-    return result
-
-
-def policy_trajectories_many(policy: Policy, prepared: Sequence[Prepared], config: RolloutConfig,
-                             seeds: Sequence[int]) -> list[list[Trajectory] | Exception]:
-    """`policy_trajectories` for several queries, their samples decoded together.
-
-    Decoding is most of a rollout's time, mostly steps with a few rows each, and a step's cost grows
-    far slower than its rows (`Policy.sample_across`). Each query keeps its own session,
-    seeded with its own seed, and its rows draw from that session's random generator only, so a
-    query gets the samples it would get alone, whatever it is batched with (up to the rounding of
-    batched arithmetic).
-
-    Args:
-        policy: The rollout policy.
-        prepared: The queries.
-        config: Rollout settings.
-        seeds: One seed per query.
-
-    Returns:
-        Per query, its labelled trajectories, or the exception that stopped it: a query's own failure
-        stops that query only, a failed joint decode stops the queries that were waiting for it.
-
-    """
-    results: dict[int, list[Trajectory] | Exception] = {}
-    # Per running query: its session, its search's sample rounds, and the requests it waits on.
-    running: dict[int, tuple[PolicySession, SampleRounds[list[Trajectory]], list[SampleRequest], float]] = {}
-
-    def advance(i: int, session: PolicySession, rounds: SampleRounds[list[Trajectory]],
-                samples: list[list[Sample]] | None) -> None:
-        try:
-            requests, temperature = next(rounds) if samples is None else rounds.send(samples)
-        except StopIteration as done:
-            results[i] = done.value
-        except Exception as exc:  # one query's failure stops that query only
-            results[i] = exc
-        else:
-            running[i] = (session, rounds, requests, temperature)
-            return
-        running.pop(i, None)
-
-    for i, (ready, seed) in enumerate(zip(prepared, seeds, strict=True)):
-        try:
-            session = policy.session(ready.example.messages, ready.specs, seed=seed)
-        except Exception as exc:
-            results[i] = exc
-            continue
-        advance(i, session, _rollout_rounds(session, ready, config, seed), None)
-    while running:
-        by_temperature: dict[float, list[int]] = {}
-        for i, (*_, temperature) in running.items():
-            by_temperature.setdefault(temperature, []).append(i)
-        for temperature, members in by_temperature.items():
-            pairs = [(running[i][0], request) for i in members for request in running[i][2]]
-            try:
-                decoded = policy.sample_across(pairs, temperature=temperature)
-            except Exception as exc:  # a failed joint decode stops the queries waiting on it
-                for i in members:
-                    results[i] = exc
-                    del running[i]
-                continue
-            offset = 0
-            for i in members:
-                session, rounds, requests, _ = running[i]
-                advance(i, session, rounds, decoded[offset : offset + len(requests)])
-                offset += len(requests)
-    return [results[i] for i in range(len(prepared))]
-
-
-def _rollout_rounds(session: PolicySession, prepared: Prepared, config: RolloutConfig, seed: int
-                    ) -> SampleRounds[list[Trajectory]]:
-    """One query's rollout as sample rounds (`SearchContext.propose_rounds`), then its labelled trajectories."""
-    from langchain_toolprm.search.config import SearchConfig
-    from langchain_toolprm.search.engine import SearchContext
-
-    branch_at = _branch_states(prepared) if config.branch_width > 0 else []
-    answers = [SampleRequest("", config.samples, config.max_new_tokens)] if config.samples > 0 else []
-    search = SearchConfig(temperature=config.temperature, max_value_tokens=config.max_value_tokens,
-                          beam_width=max(config.branch_width, 1), seed=seed)
-    ctx = SearchContext(prepared.example.messages, prepared.specs, prepared.grammar, session, None, search)
-    proposals, samples = yield from ctx.propose_rounds([s for _, s in branch_at], config.branch_width,
-                                                       config.temperature, extra=answers)
-    return _label_rollout(prepared, branch_at, proposals, samples[0] if samples else [])
-
-
-def _label_rollout(prepared: Prepared, branch_at: list[tuple[int, GrammarState]], proposals: list[list[Proposal]],
-                   samples: Sequence[Sample]) -> list[Trajectory]:
-    """The reference, the whole answers and the one-step branches of one rollout, labelled."""
-    from langchain_toolprm.formats import parse_calls_lenient
-
-    out = [_labelled(prepared, prepared.reference, "reference")]
-    for sample in samples:
-        calls = parse_calls_lenient(sample.text)
-        actions = actions_from_calls(prepared.grammar, calls, sample.finished)
-        out.append(_labelled(prepared, actions, "sample"))
-    for (i, state), found in zip(branch_at, proposals, strict=True):
-        actions = [p.action for p in found]
-        finish = Action.finish()
-        if prepared.grammar.decision(state).tag is StepTag.FUNC_NAME and finish not in actions and \
-                prepared.grammar.is_legal(state, finish):
-            actions.append(finish)
-        for action in actions:
-            if action != prepared.reference[i]:
-                out.append(_labelled(prepared, [*prepared.reference[:i], action], "branch"))
-    return _dedupe(out + _completed(prepared, out))
+        out += [labelled_trajectory(prepared, [*prepared.reference[:i], a], "rule") for a in keep]
+    return dedupe(out + completed_branches(prepared, out))

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from langchain_toolprm.evaluation.readers import (
     SINGLE_TURN_CATEGORIES,
 )
-from langchain_toolprm.search.config import Aggregation, SearchConfig
+from langchain_toolprm.models.registry import DEFAULT_POLICY
+from langchain_toolprm.search.config import SearchConfig
 
 if TYPE_CHECKING:
     pass
@@ -35,10 +36,10 @@ DEFAULT_BFCL_CATEGORIES: tuple[str, ...] = tuple(
 """BFCL categories evaluated when none are named: the single-turn ones the Python checker grades."""
 
 # Settings that change predictions: a resumed run must agree on all of them with the files it extends.
-_FINGERPRINT_FIELDS = (
-    "policy", "prm", "data", "answers", "categories", "limit", "seed", "temperature", "aggregation",
-    "max_calls", "max_value_tokens", "max_new_tokens", "max_steps",
-)
+_FINGERPRINT_FIELDS = ("policy", "prm", "data", "answers", "categories", "limit")
+# Search settings each run takes from `EvalConfig.search`; its strategy and budget come from the run.
+_RUN_FIELDS = frozenset({"strategy", "num_beams", "beam_width", "num_samples"})
+_SEARCH_FIELDS = tuple(name for name in SearchConfig.model_fields if name not in _RUN_FIELDS)
 
 
 class EvalConfig(BaseModel):
@@ -58,14 +59,10 @@ class EvalConfig(BaseModel):
         beams: The N values of the grid (beams kept).
         widths: The M values of the grid (candidates per beam and step).
         samples: ``num_samples`` for ``best_of_n``/``majority``; ``None`` derives ``N * M`` from the grid.
-        seed: Random seed of every search (each case starts from the same seed, so runs are repeatable
-            case by case and a resumed run gives the predictions an uninterrupted one would have).
-        temperature: Sampling temperature of free values and complete samples (the paper's 0.8).
-        aggregation: How a beam's step scores combine.
-        max_calls: Most calls per turn.
-        max_value_tokens: Token limit of one sampled value.
-        max_new_tokens: Token limit of free generation (``unconstrained``, samples).
-        max_steps: Search rounds before giving up.
+        search: The search settings of every run (seed, temperature, aggregation, token and step limits);
+            each run sets its own strategy and budget. Its fields may also be given at the top level
+            (``EvalConfig(seed=7)``). Every case starts from the same seed, so runs are repeatable case by
+            case and a resumed run gives the predictions an uninterrupted one would have.
         progress: Show a progress bar on stderr.
 
     """
@@ -77,20 +74,29 @@ class EvalConfig(BaseModel):
     categories: list[str] | None = None
     limit: int | None = Field(None, ge=1)
     output: str = "toolprm-eval"
-    policy: str = "qwen2.5-coder-0.5b-instruct"
+    policy: str = DEFAULT_POLICY
     prm: str = "default"
     strategies: list[EvalStrategy] = Field(default_factory=lambda: ["greedy", "beam"])
     beams: list[int] = Field(default_factory=lambda: [2])
     widths: list[int] = Field(default_factory=lambda: [4])
     samples: list[int] | None = None
-    seed: int = 0
-    temperature: float = Field(0.8, ge=0.0)
-    aggregation: Aggregation = SearchConfig.model_fields["aggregation"].default
-    max_calls: int = Field(8, ge=1)
-    max_value_tokens: int = Field(64, ge=1)
-    max_new_tokens: int = Field(256, ge=1)
-    max_steps: int = Field(256, ge=1)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     progress: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_search_settings(cls, values: Any) -> Any:
+        """Move search settings given at the top level into ``search``."""
+        if not isinstance(values, dict):
+            return values
+        loose = {k: values[k] for k in values if k in _SEARCH_FIELDS}
+        if not loose:
+            return values
+        base = values.get("search") or {}
+        if isinstance(base, SearchConfig):
+            base = base.model_dump(exclude_unset=True)
+        rest = {k: v for k, v in values.items() if k not in loose}
+        return {**rest, "search": {**base, **loose}}
 
     @field_validator("beams", "widths", "samples")
     @classmethod
@@ -121,7 +127,8 @@ class EvalConfig(BaseModel):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that must not change between a run and its resumption (paths made absolute)."""
-        out = {name: getattr(self, name) for name in _FINGERPRINT_FIELDS}
+        out: dict[str, Any] = {name: getattr(self, name) for name in _FINGERPRINT_FIELDS}
+        out |= {name: getattr(self.search, name) for name in _SEARCH_FIELDS}
         for name in ("data", "answers"):
             if out[name] is not None:
                 out[name] = str(Path(out[name]).resolve())
@@ -175,21 +182,12 @@ class RunSpec:
             return cls(name)
         raise ValueError(f"Not a run name: {name!r}")
 
-    def search_config(self, config: EvalConfig) -> Any:
+    def search_config(self, config: EvalConfig) -> SearchConfig:
         """The engine's `SearchConfig` for this run."""
         budget: dict[str, int] = {}
         if self.num_beams is not None:
             budget |= {"num_beams": self.num_beams, "beam_width": self.beam_width or 1}
         if self.num_samples is not None:
             budget["num_samples"] = self.num_samples
-        return SearchConfig(
-            strategy=self.strategy,  # type: ignore[arg-type]
-            temperature=config.temperature,
-            aggregation=config.aggregation,
-            max_calls=config.max_calls,
-            max_value_tokens=config.max_value_tokens,
-            max_new_tokens=config.max_new_tokens,
-            max_steps=config.max_steps,
-            seed=config.seed,
-            **budget,
-        )
+        settings = {name: getattr(config.search, name) for name in _SEARCH_FIELDS}
+        return SearchConfig.model_validate({**settings, "strategy": self.strategy, **budget})

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     pass
 
 from langchain_toolprm.evaluation.summary import EvalSummary
+
+if TYPE_CHECKING:
+    from langchain_toolprm.train.evaluate import EvalResult
 
 
 def _percent(value: float | None) -> str:
@@ -61,4 +65,29 @@ def summary_markdown(summary: EvalSummary) -> str:
     rule = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"
     lines = ["| " + " | ".join(headers) + " |", rule]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def prm_eval_tables(results: Sequence[EvalResult]) -> str:
+    """``toolprm eval-prm`` results as Markdown: accuracy beside "always +", per decision, answer selection."""
+    first = results[0]
+    lines = [
+        f"{first.queries} queries, {first.steps} labelled steps, {first.trajectories} complete trajectories",
+        "| model | loss | step acc | trajectory acc | candidate ranking acc |",
+        "|---|---:|---:|---:|---:|",
+        f"| always + (ranking: random pick) | - | {first.always_positive_step_accuracy:.4f} | "
+        f"{first.always_positive_trajectory_accuracy:.4f} | {first.random_ranking_accuracy:.4f} |",
+    ]
+    lines += [f"| {r.model} | {r.loss:.4f} | {r.step_accuracy:.4f} | {r.trajectory_accuracy:.4f} "
+              f"| {r.ranking_accuracy:.4f} |" for r in results]
+    lines += ["", "| decision | steps | always + | " + " | ".join(r.model for r in results) + " |",
+              "|---|---:|---:|" + "---:|" * len(results)]
+    lines += [f"| {name} | {f['steps']:.0f} | {f['always_positive']:.4f} | "
+              + " | ".join(f"{r.focus.get(name, {}).get('accuracy', float('nan')):.4f}" for r in results) + " |"
+              for name, f in first.focus.items()]
+    hows = list(first.selection_accuracy)
+    lines += ["", f"Answer selection by aggregation ({first.selection_groups} queries with right and wrong answers)",
+              "| model | " + " | ".join(hows) + " |", "|---|" + "---:|" * len(hows),
+              "| random pick | " + " | ".join(f"{first.random_selection_accuracy:.4f}" for _ in hows) + " |"]
+    lines += [f"| {r.model} | " + " | ".join(f"{r.selection_accuracy[h]:.4f}" for h in hows) + " |" for r in results]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ Modules: `registry` (the packaged models and the cache folder), `locate` (where 
 from langchain_toolprm.models.loader import load_causal_lm
 from langchain_toolprm.models.locate import resolve_model
 from langchain_toolprm.models.registry import (
+    DEFAULT_POLICY,
     PACKAGED_MODELS,
     ModelLoadError,
     PackagedModel,
@@ -24,6 +25,7 @@ from langchain_toolprm.models.registry import (
 )
 
 __all__ = [
+    "DEFAULT_POLICY",
     "PACKAGED_MODELS",
     "ModelLoadError",
     "PackagedModel",

@@ -64,6 +64,10 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
 }
 
 
+DEFAULT_POLICY = "qwen2.5-coder-0.5b-instruct"
+"""The packaged model that the eval, the demo, the data build and PRM training use unless told otherwise."""
+
+
 def default_cache_dir() -> Path:
     """Return the folder that holds converted models.
 

@@ -7,11 +7,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from langchain_toolprm.models.registry import DEFAULT_POLICY
+
 if TYPE_CHECKING:
     pass
 
 
 Objective = Literal["prm", "coarse", "outcome"]
+
+MAX_CONTEXT_TOKENS = 1024
+"""Queries with a longer PRM context are left out of training and of `evaluate_prm`."""
 
 
 class TrainConfig(BaseModel):
@@ -28,7 +33,7 @@ class TrainConfig(BaseModel):
         min_length=1, description="Build-data folders (train.jsonl, test.jsonl) or train JSONL files; "
         "several builds train one PRM (a query in two builds counts twice: two maskings, two rollouts).")
     out: Path = Field(description="Output folder: the PRM (adapter or full model) and its checkpoint.")
-    base: str = Field("qwen2.5-coder-0.5b-instruct",
+    base: str = Field(DEFAULT_POLICY,
                       description="Backbone reference (packaged name, folder, hub id).")
     dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
     objective: Objective = "prm"
@@ -50,7 +55,8 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     warmup_ratio: float = Field(0.008, ge=0, lt=1)
     weight_decay: float = Field(1e-5, ge=0)
-    max_context_tokens: int = Field(1024, ge=16, description="Queries with a longer PRM context are left out.")
+    max_context_tokens: int = Field(MAX_CONTEXT_TOKENS, ge=16,
+                                    description="Queries with a longer PRM context are left out.")
     max_tokens: int = Field(1536, ge=32, description="Sequence cap; a query's later trajectories are dropped.")
     balance: bool = Field(True, description="Weigh + and - equally within each step tag.")
     rank_weight: float = Field(1.0, ge=0, description="Weight of the ranking loss among candidates of one state.")

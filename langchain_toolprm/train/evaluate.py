@@ -20,6 +20,7 @@ from langchain_toolprm.search.engine import aggregate
 if TYPE_CHECKING:
     pass
 
+from langchain_toolprm.train.config import MAX_CONTEXT_TOKENS
 from langchain_toolprm.train.model import label_logits, label_token_ids
 from langchain_toolprm.train.packing import TAGGED, Packed, load_queries, pack_queries, sibling_groups
 
@@ -123,7 +124,7 @@ def _focus(packed: Packed, node: int) -> list[str]:
 
 
 def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test", aggregation: str | None = None,
-                 max_context_tokens: int = 1024, max_tokens: int = 2048, limit: int | None = None,
+                 max_context_tokens: int = MAX_CONTEXT_TOKENS, max_tokens: int = 2048, limit: int | None = None,
                  per_source: int | None = None,
                  progress: bool = True) -> EvalResult:
     """Loss, step accuracy and trajectory accuracy of a PRM on a build's test split.
