@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from langchain_toolprm.chat_request import ChatRequest
 from langchain_toolprm.components import describe, load_policy
-from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.search.results import SearchResult
 
 _UNFINISHED = "<unfinished>"
@@ -82,7 +81,7 @@ def ai_message(request: ChatRequest, result: SearchResult, include_trace: bool) 
 
 def _usage(request: ChatRequest, result: SearchResult, text: str, calls: list[Any]) -> dict[str, int]:
     answer = text or json.dumps([{"name": c["name"], "arguments": c["args"]} for c in calls], ensure_ascii=False)
-    output = _count_tokens(load_policy(request.policy), answer) if answer and answer != "[]" else 0
+    output = load_policy(request.policy).count_tokens(answer) if answer and answer != "[]" else 0
     total = max(result.cost.policy_tokens + result.cost.prm_tokens, output)
     return {"input_tokens": total - output, "output_tokens": output, "total_tokens": total}
 
@@ -140,17 +139,6 @@ def message_chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
         ),
         generation_info={"finish_reason": message.response_metadata.get("finish_reason")},
     )
-
-
-def _count_tokens(policy: Policy, text: str) -> int:
-    """Tokens of ``text`` under the policy's tokenizer (a word count for policies without one)."""
-    tokenizer = getattr(getattr(policy, "lm", None), "tokenizer", None)
-    if tokenizer is not None:
-        try:
-            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-        except Exception:  # a tokenizer with an unusual call signature
-            pass
-    return len(text.split())
 
 
 def structured_output(llm: Runnable[LanguageModelInput, AIMessage], schema: dict[str, Any] | type, name: str,

@@ -64,11 +64,7 @@ def build_request(model: ToolPRMChatModel, messages: list[BaseMessage], stop: li
     answer_now = (model.max_tool_turns is not None and auto and bool(specs)
                   and _tool_turns(messages) >= model.max_tool_turns)
     if answer_now:
-        tool_choice = "none"
-    if specs and ToolChoice.parse(tool_choice, [s.name for s in specs]).mode == "none":
-        # No call is allowed, so the tool list would only tempt a small model to write calls as text
-        # (measured: Qwen2.5-0.5B repeats its last call as JSON); the answer is written without it.
-        specs, tool_choice = [], None
+        tool_choice = "none"  # the search then answers in text, without the tools in its prompt
     config = search_config(model, kwargs)
     policy_ref = kwargs.get("model") or model.policy
     return ChatRequest(

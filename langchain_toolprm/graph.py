@@ -23,8 +23,9 @@ from langchain_toolprm.tracing import progress_config
 __all__ = ["ToolPRMNode", "create_toolprm_agent"]
 
 
-def _chat_model(model: ToolPRMChatModel | Policy | str | os.PathLike[str], prm: PRM | str | None,
-                settings: dict[str, Any]) -> ToolPRMChatModel:
+def as_chat_model(model: ToolPRMChatModel | Policy | str | os.PathLike[str], prm: PRM | str | None,
+                  settings: dict[str, Any]) -> ToolPRMChatModel:
+    """The chat model a node or a middleware runs: the one given, or one built from a policy reference."""
     if isinstance(model, ToolPRMChatModel):
         if prm is not None or settings:
             raise TypeError(
@@ -97,7 +98,7 @@ class ToolPRMNode(Runnable[Any, dict[str, list[AnyMessage]]]):
     ):
         if max_tool_turns is not None and max_tool_turns < 1:
             raise ValueError(f"max_tool_turns must be at least 1 (or None), got {max_tool_turns}.")
-        self.model = _chat_model(model, prm, search)
+        self.model = as_chat_model(model, prm, search)
         if max_tool_turns is not None:
             self.model = self.model.model_copy(update={"max_tool_turns": max_tool_turns})
         self.tools = list(tools)

@@ -16,7 +16,7 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.messages import AIMessage
 
 from langchain_toolprm.chat_models import ToolPRMChatModel
-from langchain_toolprm.graph import _chat_model
+from langchain_toolprm.graph import as_chat_model
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.tracing import StreamWriterHandler, current_stream_writer
@@ -58,7 +58,7 @@ class ToolPRMMiddleware(AgentMiddleware):
     def __init__(self, model: ToolPRMChatModel | Policy | str | os.PathLike[str], prm: PRM | str | None = None,
                  **search: Any):
         super().__init__()
-        self.model = _chat_model(model, prm, search)
+        self.model = as_chat_model(model, prm, search)
 
     def _request(self, request: ModelRequest) -> ModelRequest:
         model = self.model

@@ -120,10 +120,10 @@ class ReferenceMatcher:
         bfcl = _bfcl_spec(spec.properties.get(param, {})) if spec is not None else None
         if bfcl is None:
             return False
-        from langchain_toolprm.evaluation.bfcl_checker import _check_argument
+        from langchain_toolprm.evaluation.bfcl_checker import check_argument
 
         try:
-            return _check_argument(param, value, bfcl, list(acceptable)).valid
+            return check_argument(param, value, bfcl, list(acceptable)).valid
         except (ValueError, KeyError, TypeError):
             return False
 

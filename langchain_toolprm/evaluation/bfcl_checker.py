@@ -259,7 +259,7 @@ def _value_checker(expected: type, element_type: type | None) -> Callable[[str, 
     return _check_exact
 
 
-def _check_argument(param: str, value: Any, spec: Mapping[str, Any], acceptable: list[Any]) -> CheckResult:
+def check_argument(param: str, value: Any, spec: Mapping[str, Any], acceptable: list[Any]) -> CheckResult:
     """Check one argument's type, then its value, against the function doc and its acceptable values."""
     type_name = spec["type"]
     if type_name not in _PYTHON_TYPES:
@@ -302,7 +302,7 @@ def _check_call(function: Mapping[str, Any], call: Call, answer: Answer, undersc
     for param, value in arguments.items():
         if param not in properties or param not in acceptable_by_param:
             return _fail("simple_function_checker:unexpected_param", f"Unexpected parameter {param!r}.")
-        result = _check_argument(param, value, properties[param], acceptable_by_param[param])
+        result = check_argument(param, value, properties[param], acceptable_by_param[param])
         if not result.valid:
             return result
     for param, acceptable in acceptable_by_param.items():

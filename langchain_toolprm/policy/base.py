@@ -116,6 +116,10 @@ class Policy(ABC):
                 ) -> PolicySession:
         """Render and encode the prompt for one conversation with its tools."""
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the policy's tokenizer, for usage reports; this default counts words."""
+        return len(text.split())
+
     def sample_across(self, requests: Sequence[tuple[PolicySession, SampleRequest]], *, temperature: float
                       ) -> list[list[Sample]]:
         """Samples for requests of several sessions of this policy (several conversations), in request order.

@@ -122,6 +122,10 @@ class TransformersPolicy(Policy):
             rest = rest[1:]
         return render([{"role": "system", "content": system}, *rest], **kwargs)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the model's tokenizer."""
+        return len(self.lm.encode(text))
+
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], *, seed: int | None = None
                 ) -> TransformersSession:
         """Encode the prompt once and choose the call format for this conversation."""

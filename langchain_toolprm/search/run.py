@@ -51,7 +51,8 @@ def run_search(
         policy: A policy or a model reference (hub id, folder, ``.gguf``, packaged name).
         prm: A PRM, a model reference for a generative PRM, ``"rules"``, or ``None`` (policy only).
         config: Strategy and budget; defaults to beam search with N=2, M=4.
-        tool_choice: ``None``/``"auto"``, ``"none"``, ``"any"``/``"required"``, or a tool name.
+        tool_choice: ``None``/``"auto"``, ``"none"`` (answer without the tools in the prompt),
+            ``"any"``/``"required"``, or a tool name.
         on_step: Called after each search round with the explored nodes (progress, streaming).
 
     Returns:
@@ -71,6 +72,10 @@ def run_search(
     choice = ToolChoice.parse(tool_choice, [s.name for s in specs])
     if choice.mode == "required" and not specs:
         raise ValueError(f"tool_choice={tool_choice!r} asks for a tool call, but no tools were given.")
+    if choice.mode == "none" and specs:
+        # No call is allowed, so the tool list would only tempt a small model to write calls as text
+        # (the packaged 0.5B repeats its last call as JSON); the turn is searched without it.
+        specs, choice = [], ToolChoice.parse(None, [])
     grammar = Grammar(specs, choice, max_calls=config.max_calls if config.parallel_tool_calls else 1)
     policy_obj = load_policy(policy)
     prm_obj = load_prm(prm) if config.strategy in _USES_PRM else None
