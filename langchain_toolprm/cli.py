@@ -110,8 +110,8 @@ def _threads(requested: int | None) -> int | None:
     """The torch thread count for ``--threads``: the request, else the cores idle now; ``None``: leave torch's.
 
     Torch starts one thread per core, which is right on an idle machine and slow on a shared one: threads
-    that wait for cores other jobs hold wait for one another too (measured on 2 cores at a load average of
-    7-9: the demo's first search took 70 s on one thread, 381 s on two; docs/benchmarks.md). So without a
+    that wait for cores other jobs hold wait for one another too (docs/benchmarks.md, "Torch threads on a
+    shared CPU"). So without a
     request the count is the cores that are idle when the command starts. ``$OMP_NUM_THREADS``, when set,
     is the user's request already, and torch has read it.
     """

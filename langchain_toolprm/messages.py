@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-__all__ = ["ChatMessage", "UnsupportedContentError", "last_user_text", "to_chat_messages"]
+__all__ = ["ChatMessage", "UnsupportedContentError", "to_chat_messages"]
 
 ChatMessage = dict[str, Any]
 
@@ -146,11 +146,3 @@ def to_chat_messages(messages: str | Sequence[BaseMessage | Mapping[str, Any] | 
         else:
             raise ValueError(f"Unsupported message {message!r}: use LangChain messages or role/content dicts.")
     return out
-
-
-def last_user_text(messages: Sequence[ChatMessage]) -> str:
-    """The latest user request, which grounding checks compare values against."""
-    for message in reversed(messages):
-        if message["role"] == "user":
-            return message["content"]
-    return ""

@@ -229,8 +229,9 @@ def _unquantized_copy(gguf_model: Any) -> Any:
     A model loaded from GGUF carries a GGUF quantization marker and refuses to be saved, although its
     weights are already dequantised. Building the same architecture from its config (without the marker)
     and loading the state dict gives an identical, savable model. The skeleton is built on the meta device
-    because random initialisation of 0.5B parameters alone takes about 16 s on a laptop CPU; buffers that
-    are not in the state dict (rotary frequencies) are copied over from the source model.
+    because random initialisation of weights that are overwritten at once is most of the time of a
+    conversion (docs/benchmarks.md, "Model loading"); buffers that are not in the state dict (rotary
+    frequencies) are copied over from the source model.
     """
     import torch
     from transformers import AutoModelForCausalLM

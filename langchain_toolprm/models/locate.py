@@ -56,7 +56,8 @@ _TRUE = {"1", "on", "yes", "true"}
 def _hub_online(repo_id: str) -> bool:
     """Whether to reach the hub for ``repo_id`` (``False``: its files are in the local hub cache; use them).
 
-    Without this check an offline machine spends about 50 s in HTTP retries before the error: with
+    Without this check an offline machine spends a long time in HTTP retries before the error
+    (docs/benchmarks.md, "Model loading"): with
     ``HF_HUB_OFFLINE`` set, or when the hub's host does not answer a connection within two seconds,
     a repo that is not cached fails at once.
 
