@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.toolprm-installed
 
-.PHONY: setup demo test lint clean serve serve-stop
+.PHONY: setup demo test lint typecheck clean serve serve-stop
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ serve-stop:
 
 lint: setup
 	$(VENV)/bin/ruff check langchain_toolprm unit_tests integration_tests examples benchmarks
+
+# mypy, strict on langchain_toolprm/ (settings and the few per-module exceptions: pyproject.toml, [tool.mypy]).
+typecheck: setup
+	$(PY) -m mypy
 
 clean: serve-stop
 	rm -rf $(VENV) .venv-vllm

@@ -127,8 +127,8 @@ def message_chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
                                 id=call["id"], index=index)
         yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
     offset = len(message.tool_calls)
-    for index, call in enumerate(message.invalid_tool_calls, start=offset):
-        chunk = tool_call_chunk(name=call["name"], args=call["args"], id=call["id"], index=index)
+    for index, invalid in enumerate(message.invalid_tool_calls, start=offset):
+        chunk = tool_call_chunk(name=invalid["name"], args=invalid["args"], id=invalid["id"], index=index)
         yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
     yield ChatGenerationChunk(
         message=AIMessageChunk(

@@ -149,8 +149,9 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(
         data=args.data, answers=args.answers, categories=args.categories, limit=args.limit,
         output=args.output, policy=args.policy, prm=args.prm, strategies=args.strategies,
-        beams=args.beams, widths=args.widths, samples=args.samples, seed=args.seed,
-        temperature=args.temperature, aggregation=args.aggregation, max_new_tokens=args.max_new_tokens,
+        beams=args.beams, widths=args.widths, samples=args.samples,
+        search=SearchConfig(seed=args.seed, temperature=args.temperature, aggregation=args.aggregation,
+                            max_new_tokens=args.max_new_tokens),
         progress=not args.no_progress,
     )
     summary = run_eval(config)

@@ -109,7 +109,7 @@ def _convert_bfcl_schema(tool: str, path: str, schema: Mapping[str, Any]) -> dic
 
 def _default_fits(schema: Mapping[str, Any]) -> bool:
     checked = {k: v for k, v in schema.items() if k != "default"}
-    return Draft202012Validator(checked).is_valid(schema["default"])
+    return bool(Draft202012Validator(checked).is_valid(schema["default"]))
 
 
 _XLAM_TYPES = {

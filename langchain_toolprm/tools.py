@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -54,7 +54,7 @@ class ToolSpec:
     @property
     def properties(self) -> dict[str, dict[str, Any]]:
         """Parameter name -> its JSON schema, in declaration order (the order the model reads)."""
-        return self.parameters.get("properties", {})
+        return cast(dict[str, dict[str, Any]], self.parameters.get("properties", {}))
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -67,7 +67,7 @@ class ToolSpec:
 
     def value_is_valid(self, param: str, value: Any) -> bool:
         """Whether ``value`` satisfies the schema of ``param``."""
-        return self._validators[param].is_valid(value)
+        return bool(self._validators[param].is_valid(value))
 
     @cached_property
     def _choices(self) -> dict[str, list[Any] | None]:
@@ -193,7 +193,7 @@ def _check_parameters(tool: str, parameters: Any) -> dict[str, Any]:
     unknown = [r for r in required if r not in properties]
     if unknown:
         raise ToolSchemaError(f"Tool {tool!r}: required parameter(s) {unknown} are not in 'properties'.")
-    return parameters
+    return cast(dict[str, Any], parameters)
 
 
 def enumerable_values(schema: Mapping[str, Any]) -> list[Any] | None:
@@ -251,7 +251,8 @@ def _unsatisfiable(schema: Mapping[str, Any]) -> str | None:
             a > b or (a == b and "exclusive" in low + high))
         if crossed:
             return f"{low} {a} is above {high} {b}"
-    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
+    found = schema.get("properties")
+    properties = found if isinstance(found, Mapping) else {}
     for name in schema.get("required") or []:
         sub = properties.get(name)
         if isinstance(sub, Mapping) and (reason := _unsatisfiable(sub)) is not None:
@@ -325,7 +326,7 @@ def _inline_refs(tool: str, parameters: dict[str, Any]) -> dict[str, Any]:
             target = target[part]
         return {**resolve(target, (*trail, ref)), **rest}
 
-    return resolve(parameters, ())
+    return cast(dict[str, Any], resolve(parameters, ()))
 
 
 def _check_types(where: str, schema: Mapping[str, Any]) -> None:

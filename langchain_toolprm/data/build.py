@@ -93,7 +93,7 @@ class BuildConfig(BaseModel):
         default_factory=lambda: [DEFAULT_POLICY],
         description="Rollout policies, used in turn: each until its time budget is spent. Empty: rules only.")
     time_budgets_s: list[float | None] = Field(
-        default_factory=lambda: [DEFAULT_TIME_BUDGET_S],
+        default_factory=lambda: list[float | None]([DEFAULT_TIME_BUDGET_S]),
         description="Policy seconds per policy (None: no limit); queries left after the last get rules only.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     threads: int | None = Field(None, ge=1, description="torch threads; 1 is fastest on a CPU shared with others.")
@@ -189,7 +189,10 @@ def step_counts(queries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     whole answers and one-step branches alike (``+``: every step right); ``answers`` counts the
     complete ones only (``+``: the whole answer is right).
     """
-    steps, trajectories, answers, tags = Counter(), Counter(), Counter(), Counter()
+    steps: Counter[Any] = Counter()
+    trajectories: Counter[Any] = Counter()
+    answers: Counter[Any] = Counter()
+    tags: Counter[Any] = Counter()
     origins: Counter[str] = Counter()
     sources: Counter[str] = Counter()
     source_steps: Counter[str] = Counter()

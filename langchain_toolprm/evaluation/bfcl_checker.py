@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 Call = dict[str, dict[str, Any]]
 """A decoded BFCL call: ``{func_name: {arg: value}}``."""
@@ -151,7 +151,7 @@ def _check_type(
     answer_type = _answer_type(acceptable)
     is_variable = answer_type is not None and answer_type is not expected
     if type(value) is expected:
-        if element_type is None or any(_elements_fit(value, item, element_type) for item in acceptable):
+        if element_type is None or any(_elements_fit(cast(list[Any], value), item, element_type) for item in acceptable):
             return _PASS, is_variable
         # BFCL reports a nested failure as a simple one when the answers are not lists themselves.
         error_type = "type_error:nested" if type(value) is answer_type else "type_error:simple"

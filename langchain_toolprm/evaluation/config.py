@@ -76,7 +76,7 @@ class EvalConfig(BaseModel):
     output: str = "toolprm-eval"
     policy: str = DEFAULT_POLICY
     prm: str = "default"
-    strategies: list[EvalStrategy] = Field(default_factory=lambda: ["greedy", "beam"])
+    strategies: list[EvalStrategy] = Field(default_factory=lambda: list[EvalStrategy](["greedy", "beam"]))
     beams: list[int] = Field(default_factory=lambda: [2])
     widths: list[int] = Field(default_factory=lambda: [4])
     samples: list[int] | None = None

@@ -232,7 +232,7 @@ def _load_bfcl_file(file: Path, answers_dir: Path, limit: int | None) -> list[BF
         if not answer_file.is_file():
             raise FileNotFoundError(f"No possible-answer file for {category}: {answer_file}")
         answers = _load_answers(answer_file)
-    cases = []
+    cases: list[BFCLCase] = []
     for item in iter_jsonl(file):
         if limit is not None and len(cases) >= limit:
             break

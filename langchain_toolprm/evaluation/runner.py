@@ -119,11 +119,12 @@ def run_eval(
             pending = todo[run.name]
             if not pending:
                 continue
+            assert policy_obj is not None  # loaded whenever a run has cases left
             search_config = run.search_config(config)
             bar.set_description(run.name)
             right = 0
             with (output / f"{run.name}.jsonl").open("a", encoding="utf-8") as handle:
-                for done, case in enumerate(pending, start=1):
+                for count, case in enumerate(pending, start=1):
                     started = time.perf_counter()
                     try:
                         result = run_search(case.messages, case.tools, policy=policy_obj,
@@ -135,7 +136,7 @@ def run_eval(
                     handle.flush()
                     os.fsync(handle.fileno())
                     right += line["correct"]
-                    bar.set_postfix(correct=f"{right}/{done}", refresh=False)
+                    bar.set_postfix(correct=f"{right}/{count}", refresh=False)
                     bar.update(1)
     # Every run of the folder, not only this call's: runs added later compare on the same cases.
     summary = summarize(output, case_ids=[c.id for c in cases])

@@ -99,7 +99,7 @@ def check_manifest(output: Path, config: EvalConfig) -> dict[str, Any]:
     path = output / MANIFEST
     if not path.exists():
         return {}
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     old, new = manifest.get("fingerprint", {}), config.fingerprint()
     changed = sorted(k for k in new if k in old and old[k] != new[k])
     if changed:

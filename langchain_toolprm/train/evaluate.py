@@ -96,7 +96,7 @@ def answer_selection(answers: Sequence[tuple[Sequence[float], bool]]) -> dict[st
     right = sum(correct for _, correct in answers)
     if not 0 < right < len(answers):
         return None
-    return {how: max(answers, key=lambda a, how=how: aggregate(a[0], how))[1] for how in PATH_AGGREGATIONS}
+    return {how: max(answers, key=lambda a: aggregate(a[0], how))[1] for how in PATH_AGGREGATIONS}
 
 
 def _first_per_source(packed_set: Sequence[Packed], n: int) -> list[Packed]:
@@ -161,7 +161,7 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     # No ``relative`` column: its factors need every state's candidates scored, and the data has them
     # only along the reference path (a detour's later steps are only children, so wrong answers would
     # pay nowhere but at their detour). Held-out searches (`benchmarks/held_out.py`) measure it.
-    select_hits = dict.fromkeys(PATH_AGGREGATIONS, 0)
+    select_hits: dict[str, int] = dict.fromkeys(PATH_AGGREGATIONS, 0)
     select_groups = 0
     select_chance = 0.0
     iterator = _iter_scores(model, packed_set, plus_id, minus_id, device)
@@ -191,8 +191,8 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
                 seen[1] += 1
                 seen[2] += truth
         for positives, negatives in sibling_groups(_only(packed, labelled)):
-            best = max(positives + negatives, key=lambda n: scores[n])
-            rank_hits += best in positives
+            top = max(positives + negatives, key=lambda n: scores[n])
+            rank_hits += top in positives
             rank_groups += 1
             rank_chance += len(positives) / (len(positives) + len(negatives))
         for nodes, complete, correct in packed.trajectories:

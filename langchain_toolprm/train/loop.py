@@ -135,7 +135,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         return max(0.0, 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup))))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    state = {"step": 0, "seconds": 0.0, "losses": []}
+    state: dict[str, Any] = {"step": 0, "seconds": 0.0, "losses": []}
     checkpoint = out / "checkpoint"
     if (checkpoint / "state.json").is_file():
         state = json.loads((checkpoint / "state.json").read_text())
