@@ -38,6 +38,6 @@ class TestToolPRMChatModelIntegration(ChatModelIntegrationTests):
 
     @property
     def supports_model_override(self) -> bool:
-        # A per-call `model=` loads and uses another policy; the override test uses the same model under
-        # another name so it costs no second download.
+        # A per-call `model=` loads and uses another policy: here a second real model to download and
+        # convert. unit_tests/test_chat_model.py (test_per_call_model_override) covers it on the tiny model.
         return False

@@ -8,6 +8,7 @@ search machinery need: every call the grammar builds must still validate, whatev
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -135,27 +136,17 @@ def tiny_policy(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     return load_policy(str(tiny_model_dir))
 
 
-class ScriptedPRM:
+@functools.cache
+def _scripted_prm_class() -> type:
     """A PRM with a fixed opinion, so a random tiny policy still runs a sensible agent loop.
 
     Before any tool result it wants a call (of ``prefer`` when given); after a tool result it wants the
     turn to end in text, unless ``keep_calling`` (a model that never stops calling). Every other step
-    scores ``other``.
+    scores ``other``. Defined when first asked for, so importing conftest does not import the engine.
     """
-
-    def __new__(cls, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        from langchain_toolprm.prm.base import PRM
-
-        # Built lazily so importing conftest does not import the engine.
-        if not hasattr(cls, "_impl"):
-            cls._impl = _make_scripted_prm(PRM)
-        return cls._impl(*args, **kwargs)
-
-
-def _make_scripted_prm(base: type) -> type:
     from langchain_toolprm.grammar import StepTag
     from langchain_toolprm.lm import Usage
-    from langchain_toolprm.prm.base import PRMSession
+    from langchain_toolprm.prm.base import PRM, PRMSession
 
     class _Session(PRMSession):
         def __init__(self, prm: _Scripted, messages: list[dict], specs: list) -> None:
@@ -177,7 +168,7 @@ def _make_scripted_prm(base: type) -> type:
                     out.append(self.prm.other)
             return out
 
-    class _Scripted(base):  # type: ignore[misc, valid-type]
+    class _Scripted(PRM):
         name = "scripted"
 
         def __init__(self, prefer: str | None = None, other: float = 0.9, keep_calling: bool = False) -> None:
@@ -193,5 +184,5 @@ def _make_scripted_prm(base: type) -> type:
 
 @pytest.fixture
 def scripted_prm():  # type: ignore[no-untyped-def]
-    """A `ScriptedPRM` factory: ``scripted_prm(prefer="multiply")``."""
-    return ScriptedPRM
+    """A scripted PRM factory: ``scripted_prm(prefer="multiply")``."""
+    return _scripted_prm_class()

@@ -1,7 +1,7 @@
 from typing import ClassVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
@@ -156,7 +156,8 @@ def test_every_finished_beam_validates(tools, seed, strategy):
     specs = {s.name: s for s in to_tool_specs(tools)}
     result = run_search("do it", tools, policy=RandomPolicy(seed), prm=RulePRM(),
                         config=SearchConfig(strategy=strategy, num_beams=2, beam_width=3, max_steps=60))
-    for outcome in [result.calls, *[a.calls for a in result.alternatives]] if result.finished else []:
+    assume(result.finished)  # only finished searches say anything; hypothesis fails if too few finish
+    for outcome in [result.calls, *[a.calls for a in result.alternatives]]:
         for call in outcome:
             assert specs[call["name"]].argument_errors(call["arguments"]) == []
 

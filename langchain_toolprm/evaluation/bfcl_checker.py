@@ -151,7 +151,8 @@ def _check_type(
     answer_type = _answer_type(acceptable)
     is_variable = answer_type is not None and answer_type is not expected
     if type(value) is expected:
-        if element_type is None or any(_elements_fit(cast(list[Any], value), item, element_type) for item in acceptable):
+        elements = cast(list[Any], value)
+        if element_type is None or any(_elements_fit(elements, item, element_type) for item in acceptable):
             return _PASS, is_variable
         # BFCL reports a nested failure as a simple one when the answers are not lists themselves.
         error_type = "type_error:nested" if type(value) is answer_type else "type_error:simple"
