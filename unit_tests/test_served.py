@@ -87,7 +87,7 @@ def test_opening_logprob_sums_the_same_tokens_as_the_in_process_model(tiny_polic
 def test_served_greedy_search_equals_in_process(tiny_policy, server, monkeypatch):
     from langchain_toolprm.constrained import ValueGrammars
 
-    # The served policy samples values freely (the schema check follows); so does the local one here.
+    # The fake server runs no value grammars (the real one does: integration_tests/test_served.py), nor here.
     monkeypatch.setattr(ValueGrammars, "available", classmethod(lambda cls: False))
     policy = ServedPolicy(served_lm(tiny_policy, server))
     config = SearchConfig(strategy="greedy", max_value_tokens=12)
@@ -215,3 +215,65 @@ def test_references_load_served_models(tiny_model_dir, server, monkeypatch):
     assert isinstance(prm, ServedPRM)
     components._policy.cache_clear()
     components._prm.cache_clear()
+
+
+def test_values_are_constrained_on_the_server_by_the_in_process_grammar(tiny_policy, server):
+    from langchain_toolprm.constrained import value_grammar_text
+
+    schema = {"type": "integer"}
+    for options, sent in (({}, {"grammar": value_grammar_text(schema)}), ({"structured_outputs": False}, None)):
+        lm = served_lm(tiny_policy, server, **options)
+        server.requests.clear()
+        lm.client.run(lm.sample(lm.encode("a = "), 2, temperature=1.0, max_new_tokens=3, seed=1, schema=schema))
+        lm.client.run(lm.sample(lm.encode("a = "), 1, temperature=1.0, max_new_tokens=3, seed=1))
+        assert [r.get("structured_outputs") for r in server.requests] == [sent, None]
+    assert ServerSettings.parse("openai+http://h:1/v1?structured_outputs=false#m").structured_outputs is False
+
+
+def test_a_server_that_refuses_the_grammar_samples_freely_with_a_warning(tiny_policy, server):
+    lm = served_lm(tiny_policy, server)
+    schema = {"type": "integer", "minimum": 3}
+    server.requests.clear()
+    server.failures[:] = [400]
+    with pytest.warns(RuntimeWarning, match="refused to constrain values"):
+        found = lm.client.run(lm.sample(lm.encode("a = "), 1, temperature=1.0, max_new_tokens=3, seed=1,
+                                        schema=schema))
+    assert len(found) == 1 and not server.failures
+    lm.client.run(lm.sample(lm.encode("a = "), 1, temperature=1.0, max_new_tokens=3, seed=1, schema=schema))
+    # The refused request was answered 400 before the fake logged it: two unconstrained requests follow.
+    assert [r.get("structured_outputs") for r in server.requests] == [None, None]
+    server.failures[:] = [500] * 5  # a server error is no refusal: it is retried, then raised
+    with pytest.raises(ServedModelError, match="answered 500"):
+        lm.client.run(lm.sample(lm.encode("a = "), 1, temperature=1.0, max_new_tokens=3, schema={"type": "number"}))
+    server.failures.clear()
+
+
+def test_a_stream_cut_halfway_is_retried_whole(tiny_policy, server):
+    """The connection drops after the first chunks: the attempt is thrown away and the request sent again."""
+
+    class Cut(httpx.AsyncByteStream):
+        def __init__(self, body: bytes) -> None:
+            self.lines = body.split(b"\n\n")
+
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            for line in self.lines[:2]:
+                yield line + b"\n\n"
+            raise httpx.ReadError("connection reset")
+
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = server.handle(request)
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx.Response(200, stream=Cut(response.content), headers=response.headers)
+        return response
+
+    settings = ServerSettings(base_url="http://fake/v1", model="tiny", backoff=0.0)
+    lm = ServedLM(settings, tokenizer=tiny_policy.lm.tokenizer,
+                  client=CompletionsClient(settings, transport=httpx.MockTransport(handle)))
+    whole = served_lm(tiny_policy, server)
+    prompt = lm.encode("a = ")
+    got = lm.client.run(lm.sample(prompt, 2, temperature=1.0, max_new_tokens=4, seed=5))
+    assert len(calls) == 2
+    assert got == whole.client.run(whole.sample(prompt, 2, temperature=1.0, max_new_tokens=4, seed=5))

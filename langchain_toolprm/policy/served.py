@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from langchain_toolprm.formats import ToolCallFormat
@@ -104,13 +104,14 @@ class ServedSession(PolicySession):
 
     def draw(self, request: SampleRequest, temperature: float) -> _Sampling:
         """The coroutine that samples one request (its seed is taken now, in request order)."""
-        return self._draw(request.text, request.n, temperature, request.max_new_tokens, request.stop)
+        return self._draw(request.text, request.n, temperature, request.max_new_tokens, request.stop, request.schema)
 
-    def _draw(self, text: str, n: int, temperature: float, max_new_tokens: int, stop: StopFn | None) -> _Sampling:
+    def _draw(self, text: str, n: int, temperature: float, max_new_tokens: int, stop: StopFn | None,
+              schema: Mapping[str, Any] | None = None) -> _Sampling:
         seed = request_seed(self.seed, next(self._counter)) if self.seed is not None else None
         prompt = self.root + self.lm.encode(text) if text else self.root
         return self.lm.sample(prompt, n, temperature=temperature, max_new_tokens=max_new_tokens, stop=stop,
-                              seed=seed, usage=self.usage)
+                              seed=seed, usage=self.usage, schema=schema)
 
     def sample(self, assistant_text: str, n: int, *, temperature: float, max_new_tokens: int,
                stop: StopFn | None = None) -> list[Sample]:

@@ -90,6 +90,16 @@ class TransformersPolicy(Policy):
         """
         return cls(CausalLM.from_pretrained(ref, **load_kwargs), format=format)
 
+    @classmethod
+    def from_langchain(cls, model: Any, *, format: str | ToolCallFormat = "auto") -> TransformersPolicy:
+        """The policy on the model inside a ``ChatHuggingFace``, ``HuggingFacePipeline`` or pipeline (no second load).
+
+        See `langchain_toolprm.policy.huggingface.from_langchain`.
+        """
+        from langchain_toolprm.policy.huggingface import from_langchain
+
+        return from_langchain(model, format=format)
+
     def _candidate_formats(self) -> list[ToolCallFormat]:
         eot = self.lm.end_of_turn
         if isinstance(self.format, ToolCallFormat):

@@ -64,6 +64,10 @@ class ServerSettings(BaseModel):
     retries: int = Field(4, ge=0, description="Further attempts after a transient failure.")
     backoff: float = Field(0.5, ge=0, description="First wait between attempts in seconds; it doubles, up to 8 s.")
     api_key: str | None = Field(None, description="Sent as a bearer token when set.")
+    structured_outputs: bool = Field(
+        True, description="Decode argument values under their schema on the server (vLLM's per-request "
+        "`structured_outputs` with a Lark grammar); false for servers without it: values are then sampled "
+        "freely and checked afterwards.")
 
     @classmethod
     def parse(cls, ref: str) -> ServerSettings:
@@ -84,7 +88,7 @@ class ServerSettings(BaseModel):
         unknown = set(options) - (set(cls.model_fields) - {"base_url", "model"})
         if unknown:
             raise ValueError(f"{ref!r}: unknown option(s) {sorted(unknown)}; known: tokenizer, max_concurrency, "
-                             "timeout, connect_timeout, retries, backoff, api_key.")
+                             "timeout, connect_timeout, retries, backoff, api_key, structured_outputs.")
         base_url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         return cls(base_url=base_url, model=parts.fragment, **options)
 

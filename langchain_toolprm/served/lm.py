@@ -18,10 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from langchain_toolprm.constrained import value_grammar_text
 from langchain_toolprm.lm import Sample, StopFn, TokenizedLM, Usage, common_prefix, logsumexp
 from langchain_toolprm.served.client import CompletionsClient, ServedModelError, ServerSettings
 
@@ -61,6 +66,7 @@ class ServedLM(TokenizedLM):
         self.name = settings.model
         super().__init__(tokenizer or load_tokenizer(settings.tokenizer or self._served_base()))
         self._openings: dict[tuple[str, ...], list[int]] = {}
+        self._unconstrained: set[str] = set()  # schemas the server refused to constrain
 
     @classmethod
     def from_reference(cls, ref: str | ServerSettings) -> ServedLM:
@@ -142,18 +148,23 @@ class ServedLM(TokenizedLM):
         return out
 
     async def sample(self, prompt: Sequence[int], n: int, *, temperature: float, max_new_tokens: int,
-                     stop: StopFn | None = None, seed: int | None = None, usage: Usage | None = None
-                     ) -> list[Sample]:
+                     stop: StopFn | None = None, seed: int | None = None, usage: Usage | None = None,
+                     schema: Mapping[str, Any] | None = None) -> list[Sample]:
         """``n`` continuations of the token ids ``prompt``, cut where ``stop`` says, as `CausalLM.sample` does.
 
         The stop function is Python, not a string the server knows, so the samples stream in and the
-        stream is closed (the server aborts the request) once every sample has ended.
+        stream is closed (the server aborts the request) once every sample has ended. With ``schema``
+        (an argument value's), the server decodes under the value's grammar
+        (`langchain_toolprm.constrained.value_grammar_text`, vLLM's ``structured_outputs``), so every
+        sample is a valid value as in process. A server that refuses the grammar (400/422: no
+        structured outputs, or a schema its backend cannot compile) gets that schema's values
+        unconstrained from then on, with a `RuntimeWarning`; they are still checked afterwards.
         """
         if n <= 0:
             return []
         if temperature == 0 and n > 1:  # greedy rows are all the same; servers refuse n > 1 at temperature 0
             return (await self.sample(prompt, 1, temperature=0.0, max_new_tokens=max_new_tokens, stop=stop,
-                                      usage=usage)) * n
+                                      usage=usage, schema=schema)) * n
         payload: dict[str, Any] = {
             "prompt": list(prompt), "n": n, "max_tokens": max_new_tokens, "temperature": temperature,
             # The model's own distribution: no server-side defaults from its generation config.
@@ -163,6 +174,21 @@ class ServedLM(TokenizedLM):
         }
         if temperature > 0 and seed is not None:
             payload["seed"] = seed
+        key = json.dumps(schema, sort_keys=True) if schema is not None else None
+        if key is None or not self.settings.structured_outputs or key in self._unconstrained:
+            return await self.client.stream(payload, lambda: _SampleReader(self, n, max_new_tokens, stop, usage))
+        constrained = {**payload, "structured_outputs": {"grammar": value_grammar_text(schema or {})}}
+        try:
+            return await self.client.stream(constrained, lambda: _SampleReader(self, n, max_new_tokens, stop, usage))
+        except ServedModelError as error:
+            cause = error.__cause__
+            if not (isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code in (400, 422)):
+                raise
+            self._unconstrained.add(key)
+            warnings.warn(f"{self.settings.base_url} refused to constrain values of {key} ({error}); they are "
+                          "sampled freely and checked afterwards. Serve with vLLM (structured outputs) or pass "
+                          "structured_outputs=false in the reference to skip the attempt.",
+                          RuntimeWarning, stacklevel=2)
         return await self.client.stream(payload, lambda: _SampleReader(self, n, max_new_tokens, stop, usage))
 
 
