@@ -17,6 +17,11 @@ only ends where the model writes what comes after it (``10,``), and forbidding t
 writing digits (`langchain_toolprm.search.values.value_end` cuts the sample there). Keywords
 llguidance does not implement are ignored (``lenient``); `jsonschema` still checks every sample
 afterwards.
+
+The token limit bounds what the model chooses, not what the grammar forces: a required key, or the
+rest of a single enum member, is written for free (`forced_token`), and a value still open at
+the limit is closed with a short valid continuation (`ValueGrammar.complete`) instead of being thrown
+away, so a search under ``tool_choice="required"`` does not die of a weak model's long strings.
 """
 
 from __future__ import annotations
@@ -30,11 +35,31 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ValueGrammar", "ValueGrammars", "mask_rows", "value_grammar_text"]
+__all__ = ["ValueGrammar", "ValueGrammars", "forced_token", "mask_rows", "value_grammar_text"]
 
 logger = logging.getLogger(__name__)
 
 _OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": True}
+# What closes a value soonest, tried in order where the grammar allows it: inside a string, its end (or
+# one letter towards a minimum length); elsewhere the end of a container, the next item or key (a
+# required key is then forced), and the shortest scalars. A digit comes after "," so an array that needs
+# more items gets them rather than an ever longer number.
+_CLOSE_IN_STRING = '"a'
+_CLOSE_OUTSIDE = '}],"0123456789ntf[{-.e'
+_COMPLETION_LIMIT = 256
+
+
+def _in_string(text: str) -> bool:
+    """Whether JSON text ends inside a string (its quotes counted, escaped ones skipped)."""
+    inside = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif inside and char == "\\":
+            escaped = True
+        elif char == '"':
+            inside = not inside
+    return inside
 
 
 def value_grammar_text(schema: Mapping[str, Any]) -> str:
@@ -48,14 +73,55 @@ def value_grammar_text(schema: Mapping[str, Any]) -> str:
 
 
 class ValueGrammar:
-    """One schema's compiled grammar; `matcher` hands out a fresh matcher per sampled row."""
+    """One schema's compiled grammar; `matcher` hands out a fresh matcher per sampled row.
 
-    def __init__(self, matcher: Any):
+    Args:
+        matcher: The compiled matcher at the start of the value.
+        grammars: The tokenizer's grammars (for the token ids `complete` writes with).
+
+    """
+
+    def __init__(self, matcher: Any, grammars: ValueGrammars):
         self._matcher = matcher
+        self._grammars = grammars
 
     def matcher(self) -> Any:
         """A matcher at the start of the value (a copy: rows advance independently)."""
         return self._matcher.deep_copy()
+
+    def complete(self, matcher: Any, written: Sequence[int]) -> list[int] | None:
+        """Tokens that close the value ``written`` so far (``matcher`` is after it), or ``None`` if none fit.
+
+        Forced text is taken whole; otherwise the first token of the preference order (`_CLOSE_OUTSIDE`,
+        `_CLOSE_IN_STRING`) that the grammar allows, else the lowest-numbered allowed one. Every step
+        keeps the text a prefix of a valid value, so this ends valid unless the step limit runs out.
+        """
+        import numpy as np
+
+        out: list[int] = []
+        while len(out) < _COMPLETION_LIMIT:
+            if matcher.is_accepting():
+                return out
+            if matcher.is_stopped() or matcher.is_error():
+                return None
+            forced = matcher.compute_ff_tokens()
+            if forced:
+                matcher.consume_tokens(forced)
+                out += forced
+                continue
+            bits = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
+            bits[self._grammars.eos_id] = 0
+            text = self._grammars.decode([*written, *out])
+            order = _CLOSE_IN_STRING if _in_string(text) else _CLOSE_OUTSIDE
+            token = next((t for t in self._grammars.char_ids(order) if bits[t]), None)
+            if token is None:
+                allowed = np.flatnonzero(bits)
+                if not len(allowed):
+                    return None
+                token = int(allowed[0])
+            matcher.consume_token(token)
+            out.append(token)
+        return None
 
 
 class ValueGrammars:
@@ -72,8 +138,22 @@ class ValueGrammars:
         import llguidance.hf
 
         self._tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_id)
+        self._hf = tokenizer
+        self.eos_id = eos_id
         self._cache: dict[str, ValueGrammar | None] = {}
+        self._char_ids: dict[str, list[int]] = {}
         self._lock = threading.Lock()
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        return self._hf.decode(list(tokens))
+
+    def char_ids(self, chars: str) -> list[int]:
+        """The single-token ids of ``chars``, in order (characters without one left out)."""
+        if chars not in self._char_ids:
+            ids = [self._hf.encode(c, add_special_tokens=False) for c in chars]
+            self._char_ids[chars] = [i[0] for i in ids if len(i) == 1]
+        return self._char_ids[chars]
 
     @classmethod
     def available(cls) -> bool:
@@ -96,8 +176,16 @@ class ValueGrammars:
                                 matcher.get_error())
                     self._cache[key] = None
                 else:
-                    self._cache[key] = ValueGrammar(matcher)
+                    self._cache[key] = ValueGrammar(matcher, self)
             return self._cache[key]
+
+
+def forced_token(matcher: Any) -> int | None:
+    """The next token when the grammar allows only one way on (a key's name, an enum's rest), else ``None``."""
+    if matcher.is_stopped() or matcher.is_error():
+        return None
+    tokens = matcher.compute_ff_tokens()
+    return int(tokens[0]) if tokens else None
 
 
 def mask_rows(logits: torch.Tensor, matchers: Sequence[Any | None]) -> torch.Tensor:

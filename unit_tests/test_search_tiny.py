@@ -274,3 +274,25 @@ def test_value_grammar_lets_a_number_end_where_the_model_writes_on(lm):
     assert not accepts(integer, " 10x") and not accepts(integer, ' "10"') and not accepts(integer, "10")
     closed = VALUE_SCHEMAS["closed object"]
     assert accepts(closed, ' {"x": 1, "y": "a"}') and not accepts(closed, ' {"x": 1, "z": 2}')
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "string", "minLength": 3},
+    {"type": "array", "items": {"type": "object", "properties": {"強aī𦶮": {"type": "integer", "minimum": 9,
+                                                                          "maximum": 12}},
+                                "required": ["強aī𦶮"]}, "minItems": 2},
+    {"type": "object", "properties": {"ćŊ翶Í坿0": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                                      "b": {"type": "boolean"}}, "required": ["ćŊ翶Í坿0", "b"]},
+], ids=["string", "array of objects", "unicode keys"])
+def test_a_value_the_token_limit_cuts_is_closed_by_its_grammar(lm, schema):
+    """Two chosen tokens cannot write these values; forced keys are free and the grammar closes the rest."""
+    from jsonschema import Draft202012Validator
+
+    from langchain_toolprm.search.values import value_end
+
+    base = lm.prefix('<|im_start|>assistant\n<tool_call>\n{"name": "f", "arguments": {"p":')
+    samples = lm.sample_many([Draw(base, 4, 2, value_end, grammar=lm.value_grammar(schema))], temperature=1.0,
+                             generator=torch.Generator().manual_seed(0))[0]
+    for sample in samples:
+        assert sample.finished, sample.text
+        assert Draft202012Validator(schema).is_valid(json.loads(sample.text)), sample.text

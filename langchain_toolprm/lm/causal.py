@@ -145,11 +145,14 @@ class CausalLM(ScoringLM):
         grammars = [draws[d].grammar for d in owners]
         matchers = [g.matcher() if g is not None else None for g in grammars]
         if any(m is not None for m in matchers):
-            from langchain_toolprm.constrained import mask_rows
+            from langchain_toolprm.constrained import forced_token, mask_rows
         longest = max(draws[d].max_new_tokens for d in owners)
+        # Tokens a value's grammar forces are not counted against its limit (`constrained.forced_token`):
+        # they get room of their own, up to as many again; what the limit leaves open the grammar closes.
+        room = 2 * longest if any(m is not None for m in matchers) else longest
         with self._lock:
             cache, mask = self._batch_cache(draws)
-            cache = _reserve(cache, longest)
+            cache = _reserve(cache, room)
             logits = self._logits(torch.stack([draws[d].base.last_hidden for d in owners]))
             tokens: list[list[int]] = [[] for _ in owners]
             logprob = [0.0] * len(owners)
@@ -157,7 +160,8 @@ class CausalLM(ScoringLM):
             slots = list(range(len(owners)))  # the row in each batch slot; finished rows ride along
             blank = [True] * len(owners)  # rows that have written white space only (see `Draw.ban_first`)
             running = list(range(len(slots)))  # the slots whose rows still decode
-            for step in range(longest):
+            chosen_count = [0] * len(owners)  # tokens each row chose (forced ones are free)
+            for step in range(room):
                 step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
                 allowed = logits
                 opening = [s for s in running if draws[owners[slots[s]]].ban_first and blank[slots[s]]]
@@ -168,8 +172,8 @@ class CausalLM(ScoringLM):
                         allowed[slot, : len(banned)][banned] = -math.inf
                 if any(m is not None for m in matchers):
                     running_set = set(running)
-                    allowed = mask_rows(logits, [matchers[slots[s]] if s in running_set else None
-                                                 for s in range(len(slots))])
+                    allowed = mask_rows(allowed, [matchers[slots[s]] if s in running_set else None
+                                                  for s in range(len(slots))])
                 chosen = allowed.argmax(dim=-1)
                 if temperature > 0:  # draw for running rows only: a row's random stream is its own
                     index = torch.tensor(running)
@@ -178,18 +182,22 @@ class CausalLM(ScoringLM):
                 keep: list[int] = []
                 for slot in running:
                     row = slots[slot]
-                    token = int(chosen[slot])
+                    forced = forced_token(matchers[row]) if matchers[row] is not None else None
+                    token = int(chosen[slot]) if forced is None else forced
                     tokens[row].append(token)
                     if blank[row] and draws[owners[row]].ban_first:
                         blank[row] = not self.tokenizer.decode([token]).strip()
                     if matchers[row] is not None:
                         matchers[row].consume_token(token)
-                    logprob[row] += float(step_logprobs[slot, token])
+                    if forced is None:
+                        logprob[row] += float(step_logprobs[slot, token])
+                        chosen_count[row] += 1
+                    chosen[slot] = token
                     draw = draws[owners[row]]
                     ended = self.ended(tokens[row], draw.stop)
                     if ended is not None:
                         results[row] = Sample(ended[0], tuple(tokens[row]), logprob[row], ended[1])
-                    elif len(tokens[row]) < draw.max_new_tokens:
+                    elif chosen_count[row] < draw.max_new_tokens and len(tokens[row]) < room:
                         keep.append(slot)
                 if not keep:
                     break
@@ -208,6 +216,12 @@ class CausalLM(ScoringLM):
                     mask = torch.cat([mask, mask.new_ones((len(slots), 1))], dim=1)
                     positions = torch.tensor([[lengths[row] + step] for row in slots])
                 logits = self._logits(self._hidden(chosen[:, None], cache, usage, mask, positions)[:, -1])
+        for row, grammar in enumerate(grammars):
+            if results[row] is None and grammar is not None:  # a value the limit cut: closed by its grammar
+                rest = grammar.complete(matchers[row], tokens[row])
+                if rest is not None:
+                    tokens[row] += rest
+                    results[row] = Sample(self.decode(tokens[row]), tuple(tokens[row]), logprob[row], True)
         return self._by_draw(draws, owners, tokens, logprob, results)
 
     def _multinomial(self, probs: torch.Tensor, sources: list[torch.Generator | None]) -> torch.Tensor:
