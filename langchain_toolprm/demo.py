@@ -244,15 +244,16 @@ def _quiet_library_bars() -> Iterator[None]:
         yield
         return
     enabled = hf_logging.is_progress_bar_enabled()
-    gguf_tqdm = gguf_utils.tqdm  # a plain tqdm, which transformers' switch does not reach
-    hf_logging.disable_progress_bar()
-    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    gguf_globals = vars(gguf_utils)  # its module-level `tqdm` is replaced, not an attribute it exports
+    gguf_tqdm = gguf_globals["tqdm"]  # a plain tqdm, which transformers' switch does not reach
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+    gguf_globals["tqdm"] = functools.partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
-        gguf_utils.tqdm = gguf_tqdm
+        gguf_globals["tqdm"] = gguf_tqdm
         if enabled:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated too
 
 
 def _print_turn(console: Any, message: BaseMessage, turn: int, show_pruned: bool = True) -> str:

@@ -23,7 +23,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +137,11 @@ def _load_examples(config: BuildConfig) -> tuple[list[Example], list[str]]:
         unique.append(example)
     for example in unique:
         example.meta["split"] = split_of(example.group, config.seed, config.test_fraction)
-    made = [
-        (config.compose_parallel, lambda pool, n, seed: compose_parallel(pool, n, seed, config.max_parts)),
+    def composed(pool: Sequence[Example], n: int, seed: int) -> list[Example]:
+        return compose_parallel(pool, n, seed, config.max_parts)
+
+    made: list[tuple[int, Callable[[Sequence[Example], int, int], list[Example]]]] = [
+        (config.compose_parallel, composed),
         (config.removed_tool, remove_reference_tools),
         (config.follow_ups, follow_ups),
     ]
