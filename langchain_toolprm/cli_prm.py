@@ -112,7 +112,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     option(optim, TrainConfig, "epochs", "--epochs", type=float, help="passes over the training data")
     option(optim, TrainConfig, "batch_size", "--batch-size", type=int, help="queries per optimizer step")
     option(optim, TrainConfig, "lr", "--lr", type=float, help="peak learning rate")
-    option(optim, TrainConfig, "warmup_ratio", "--warmup-ratio", type=float, help="share of steps spent warming up")
+    option(optim, TrainConfig, "warmup_ratio", "--warmup-ratio", type=float,
+           help="share of steps spent warming up from a learning rate of 0 (rounded; none when it rounds to 0)")
     option(optim, TrainConfig, "weight_decay", "--weight-decay", type=float, help="AdamW weight decay")
     optim.add_argument("--no-balance", action="store_true", help="no per-tag balancing of + and - in the loss")
     option(optim, TrainConfig, "rank_weight", "--rank-weight", type=float,
