@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,7 +24,8 @@ from langchain_toolprm.chat_request import (
     langsmith_params,
     model_profile,
 )
-from langchain_toolprm.chat_runs import asearch, event_target, run_target, search, targeting
+from langchain_toolprm.chat_runs import asearch, event_target, search
+from langchain_toolprm.chat_targeting import TargetedChatModel
 from langchain_toolprm.components import describe, load_policy, load_prm
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.policy.huggingface import from_langchain, is_huggingface_model
@@ -34,7 +35,7 @@ from langchain_toolprm.search.config import SearchConfig
 __all__ = ["ToolPRMChatModel"]
 
 
-class ToolPRMChatModel(BaseChatModel):
+class ToolPRMChatModel(TargetedChatModel):
     r"""A small local model that calls tools reliably: PRM-guided beam search over a step grammar.
 
     Each assistant turn that may call tools is built from small decisions (which function, which
@@ -364,44 +365,6 @@ class ToolPRMChatModel(BaseChatModel):
             ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": schema},
         )
         return structured_output(llm, schema, name, include_raw)
-
-    # -- run identity ---------------------------------------------------------------------------
-    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        config, target = run_target(self, config, asynchronous=False)
-        with targeting(target):
-            return super().invoke(input, config, stop=stop, **kwargs)
-
-    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        config, target = run_target(self, config, asynchronous=True)
-        with targeting(target):
-            return await super().ainvoke(input, config, stop=stop, **kwargs)
-
-    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
-        config, target = run_target(self, config, asynchronous=False)
-        chunks = super().stream(input, config, stop=stop, **kwargs)
-        # The whole search runs before the first chunk, inside this one `next`: the target is set for
-        # exactly that span, in this context, so nothing leaks into the caller's context between chunks.
-        with targeting(target):
-            first = next(chunks, None)
-        if first is None:
-            return
-        yield first
-        yield from chunks
-
-    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        config, target = run_target(self, config, asynchronous=True)
-        chunks = super().astream(input, config, stop=stop, **kwargs)
-        with targeting(target):
-            first = await anext(chunks, None)
-        if first is None:
-            return
-        yield first
-        async for chunk in chunks:
-            yield chunk
 
     # -- BaseChatModel --------------------------------------------------------------------------
     def _generate(

@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -15,6 +15,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 
@@ -23,9 +24,6 @@ from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.search.results import SearchResult, TraceNode
 from langchain_toolprm.search.run import run_search
 from langchain_toolprm.tracing import RESULT_EVENT, STEP_EVENT, EventTarget, result_event, step_event
-
-if TYPE_CHECKING:
-    from langchain_toolprm.chat_models import ToolPRMChatModel
 
 _DONE = object()
 # The event target of the chat-model run being invoked or streamed. LangChain hands `_stream`/`_astream` no
@@ -70,7 +68,7 @@ async def asearch(request: ChatRequest, target: EventTarget | None) -> SearchRes
     return result
 
 
-def run_target(model: ToolPRMChatModel, config: RunnableConfig | None, asynchronous: bool
+def run_target(model: BaseChatModel, config: RunnableConfig | None, asynchronous: bool
                ) -> tuple[RunnableConfig, EventTarget]:
     """Give the run a known id and collect its handlers the way LangChain will, for search events."""
     config = ensure_config(config)

@@ -30,10 +30,12 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import torch
+    from llguidance import LLMatcher
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["ValueGrammar", "ValueGrammars", "forced_token", "mask_rows", "value_grammar_text"]
 
@@ -81,15 +83,15 @@ class ValueGrammar:
 
     """
 
-    def __init__(self, matcher: Any, grammars: ValueGrammars):
+    def __init__(self, matcher: LLMatcher, grammars: ValueGrammars):
         self._matcher = matcher
         self._grammars = grammars
 
-    def matcher(self) -> Any:
+    def matcher(self) -> LLMatcher:
         """A matcher at the start of the value (a copy: rows advance independently)."""
         return self._matcher.deep_copy()
 
-    def complete(self, matcher: Any, written: Sequence[int]) -> list[int] | None:
+    def complete(self, matcher: LLMatcher, written: Sequence[int]) -> list[int] | None:
         """Tokens that close the value ``written`` so far (``matcher`` is after it), or ``None`` if none fit.
 
         Forced text is taken whole; otherwise the first token of the preference order (`_CLOSE_OUTSIDE`,
@@ -134,9 +136,12 @@ class ValueGrammars:
 
     """
 
-    def __init__(self, tokenizer: Any, vocab_size: int, eos_id: int):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, vocab_size: int, eos_id: int):
         import llguidance.hf
+        from transformers import PreTrainedTokenizerFast
 
+        if not isinstance(tokenizer, PreTrainedTokenizerFast):  # llguidance reads the Rust tokenizer
+            raise ValueError(f"Value grammars need a fast tokenizer; {type(tokenizer).__name__} is not one.")
         self._tokenizer = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos_id)
         self._hf = tokenizer
         self.eos_id = eos_id
@@ -146,7 +151,7 @@ class ValueGrammars:
 
     def decode(self, tokens: Sequence[int]) -> str:
         """The text of ``tokens``."""
-        return self._hf.decode(list(tokens))
+        return cast(str, self._hf.decode(list(tokens)))  # one id list decodes to one string
 
     def char_ids(self, chars: str) -> list[int]:
         """The single-token ids of ``chars``, in order (characters without one left out)."""
@@ -180,7 +185,7 @@ class ValueGrammars:
             return self._cache[key]
 
 
-def forced_token(matcher: Any) -> int | None:
+def forced_token(matcher: LLMatcher) -> int | None:
     """The next token when the grammar allows only one way on (a key's name, an enum's rest), else ``None``."""
     if matcher.is_stopped() or matcher.is_error():
         return None
@@ -188,19 +193,20 @@ def forced_token(matcher: Any) -> int | None:
     return int(tokens[0]) if tokens else None
 
 
-def mask_rows(logits: torch.Tensor, matchers: Sequence[Any | None]) -> torch.Tensor:
+def mask_rows(logits: torch.Tensor, matchers: Sequence[LLMatcher | None]) -> torch.Tensor:
     """``logits`` with the tokens each row's matcher forbids set to ``-inf`` (rows without one unchanged).
 
     A matcher that has stopped or failed leaves its row alone: that row is finished and only rides along.
     """
     import llguidance.torch as guided
 
-    rows = [i for i, m in enumerate(matchers) if m is not None and not m.is_stopped() and not m.is_error()]
-    if not rows:
+    live = [(i, m) for i, m in enumerate(matchers) if m is not None and not m.is_stopped() and not m.is_error()]
+    if not live:
         return logits
+    rows = [i for i, _ in live]
     bitmask = guided.allocate_token_bitmask(len(rows), logits.shape[-1])
-    for position, row in enumerate(rows):
-        guided.fill_next_token_bitmask(matchers[row], bitmask, position)
+    for position, (_, matcher) in enumerate(live):
+        guided.fill_next_token_bitmask(matcher, bitmask, position)
     masked = logits.clone()
     subset = masked[rows].cpu()
     guided.apply_token_bitmask_inplace(subset, bitmask)

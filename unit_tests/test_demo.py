@@ -194,19 +194,19 @@ def test_turn_header_says_what_the_score_is_and_what_separates_the_runner_up() -
 def test_threads_default_to_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from langchain_toolprm.cli import _threads
+    from langchain_toolprm.cli_options import thread_count
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # torch's default: the physical cores
     monkeypatch.setattr("os.getloadavg", lambda: (7.4, 7.0, 6.0))
-    assert _threads(None) == 1  # a busy machine: one thread
+    assert thread_count(None) == 1  # a busy machine: one thread
     monkeypatch.setattr("os.getloadavg", lambda: (5.0, 5.0, 5.0))
-    assert _threads(None) == 3
+    assert thread_count(None) == 3
     monkeypatch.setattr("os.getloadavg", lambda: (0.1, 0.1, 0.1))
-    assert _threads(None) == 4  # an idle machine: torch's own choice
-    assert _threads(6) == 6  # asked for: as asked
+    assert thread_count(None) == 4  # an idle machine: torch's own choice
+    assert thread_count(6) == 6  # asked for: as asked
     with pytest.raises(ValueError, match="--threads"):
-        _threads(0)
+        thread_count(0)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    assert _threads(None) is None  # the environment asked already; torch has read it
+    assert thread_count(None) is None  # the environment asked already; torch has read it

@@ -72,6 +72,13 @@ def test_relative_aggregation_lets_the_prm_decide_to_go_on():
     assert calls["relative"] == ["get_weather", "get_time"]
 
 
+def test_relative_aggregation_without_a_prm_follows_the_policy():
+    """No PRM, no scores to compare: ``relative`` beam search then ranks by the policy, as ``mean`` does."""
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=None,
+                        config=SearchConfig(num_beams=2, beam_width=4, aggregation="relative"))
+    assert result.calls == TARGET and result.finished and result.score is None
+
+
 def test_greedy_follows_the_policy_without_prm():
     result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"),
                         config=SearchConfig(strategy="greedy"))

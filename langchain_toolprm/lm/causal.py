@@ -21,7 +21,7 @@ def _reserve(cache: Any, room: int) -> Any:
     which on a CPU is most of a many-row decode (rows x prompt length x layers, each step). Decoding
     knows its token limit up front, so the room is reserved once; feeding more than ``room`` raises.
     """
-    from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
     class ReservedLayer(DynamicLayer):
         def __init__(self, keys: torch.Tensor, values: torch.Tensor):
@@ -35,9 +35,10 @@ def _reserve(cache: Any, room: int) -> Any:
             self.device, self.is_initialized = keys.device, True
             self._view()
 
-        def _view(self) -> None:
-            self.keys = self._keys[:, :, : self._length]
-            self.values = self._values[:, :, : self._length]
+        def _view(self) -> tuple[torch.Tensor, torch.Tensor]:
+            keys, values = self._keys[:, :, : self._length], self._values[:, :, : self._length]
+            self.keys, self.values = keys, values
+            return keys, values
 
         def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,17 +48,19 @@ def _reserve(cache: Any, room: int) -> Any:
             self._keys[:, :, self._length : end] = key_states
             self._values[:, :, self._length : end] = value_states
             self._length = end
-            self._view()
-            return self.keys, self.values
+            return self._view()
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
             self._keys, self._values = self._keys[indices], self._values[indices]
             self._view()
 
-    cache.layers = [
-        ReservedLayer(layer.keys, layer.values) if type(layer) is DynamicLayer and layer.is_initialized else layer
-        for layer in cache.layers
-    ]
+    def reserved(layer: CacheLayerMixin) -> CacheLayerMixin:
+        # A layer holds its tensors once initialised (`DynamicLayer.lazy_initialization` sets both).
+        if type(layer) is DynamicLayer and layer.keys is not None and layer.values is not None:
+            return ReservedLayer(layer.keys, layer.values)
+        return layer
+
+    cache.layers = [reserved(layer) for layer in cache.layers]
     return cache
 
 
@@ -182,13 +185,14 @@ class CausalLM(ScoringLM):
                 keep: list[int] = []
                 for slot in running:
                     row = slots[slot]
-                    forced = forced_token(matchers[row]) if matchers[row] is not None else None
+                    matcher = matchers[row]
+                    forced = forced_token(matcher) if matcher is not None else None
                     token = int(chosen[slot]) if forced is None else forced
                     tokens[row].append(token)
                     if blank[row] and draws[owners[row]].ban_first:
-                        blank[row] = not self.tokenizer.decode([token]).strip()
-                    if matchers[row] is not None:
-                        matchers[row].consume_token(token)
+                        blank[row] = not self.decode([token]).strip()
+                    if matcher is not None:
+                        matcher.consume_token(token)
                     if forced is None:
                         logprob[row] += float(step_logprobs[slot, token])
                         chosen_count[row] += 1
@@ -216,9 +220,9 @@ class CausalLM(ScoringLM):
                     mask = torch.cat([mask, mask.new_ones((len(slots), 1))], dim=1)
                     positions = torch.tensor([[lengths[row] + step] for row in slots])
                 logits = self._logits(self._hidden(chosen[:, None], cache, usage, mask, positions)[:, -1])
-        for row, grammar in enumerate(grammars):
-            if results[row] is None and grammar is not None:  # a value the limit cut: closed by its grammar
-                rest = grammar.complete(matchers[row], tokens[row])
+        for row, (grammar, matcher) in enumerate(zip(grammars, matchers, strict=True)):
+            if results[row] is None and grammar is not None and matcher is not None:  # cut by the limit:
+                rest = grammar.complete(matcher, tokens[row])  # closed by its grammar
                 if rest is not None:
                     tokens[row] += rest
                     results[row] = Sample(self.decode(tokens[row]), tuple(tokens[row]), logprob[row], True)

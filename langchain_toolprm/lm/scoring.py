@@ -80,7 +80,9 @@ class ScoringLM(TokenizedLM):
             usage.add(int(ids.numel()))
         extra: dict[str, Any] = {}
         if mask is not None:
-            extra = {"attention_mask": mask.to(self.device), "position_ids": positions.to(self.device)}
+            extra["attention_mask"] = mask.to(self.device)
+        if positions is not None:
+            extra["position_ids"] = positions.to(self.device)
         with self._torch.inference_mode():
             out = self.model.base_model(input_ids=ids.to(self.device), use_cache=True,
                                         **{self._cache_kwarg: cache}, **extra)

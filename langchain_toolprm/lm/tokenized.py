@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -24,6 +24,9 @@ class TokenizedLM:
 
     """
 
+    name: str
+    """The model's name, for logs and metadata (each kind of model sets its own)."""
+
     def __init__(self, tokenizer: PreTrainedTokenizerBase, extra_stop: int | list[int] | None = None):
         self.tokenizer = tokenizer
         self.stop_ids = self._end_of_turn_ids(extra_stop)
@@ -35,7 +38,7 @@ class TokenizedLM:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids``, special tokens kept (formats and stop checks need them)."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+        return cast(str, self.tokenizer.decode(list(ids), skip_special_tokens=False))  # one id list: one string
 
     def _end_of_turn_ids(self, extra: int | list[int] | None) -> set[int]:
         ids: set[int] = set()

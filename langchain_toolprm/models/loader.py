@@ -104,7 +104,8 @@ def load_causal_lm(
             else f"the hub id {located!r} (it is not a local path nor a packaged model: {_packaged_names()})"
         )
         raise ModelLoadError(f"Could not load model {os.fspath(ref)!r} from {where}: {error}") from error
-    model = model.to(target)
+    module: torch.nn.Module = model  # transformers' `to` wrapper hides torch's signature from type checkers
+    module.to(target)  # in place: a module's `to` returns the module itself
     model.eval()
     logger.info("Loaded %s on %s in %.1f s", located, target, time.perf_counter() - started)
     return model, tokenizer

@@ -11,7 +11,7 @@ from langchain_toolprm.formats import ToolCallFormat
 from langchain_toolprm.lm import Sample, StopFn, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import PolicySession, SampleRequest
-from langchain_toolprm.policy.transformers import TransformersPolicy
+from langchain_toolprm.policy.template import TemplatePolicy
 from langchain_toolprm.served.client import ServerSettings
 from langchain_toolprm.served.lm import ServedLM, request_seed
 from langchain_toolprm.tools import ToolSpec
@@ -19,7 +19,7 @@ from langchain_toolprm.tools import ToolSpec
 __all__ = ["ServedPolicy", "ServedSession"]
 
 
-class ServedPolicy(TransformersPolicy):
+class ServedPolicy(TemplatePolicy[ServedLM]):
     """The policy on a server: prompts rendered and tokenised here, scored and sampled there.
 
     It renders prompts and picks call formats exactly as `TransformersPolicy` does (same tokenizer,
@@ -28,14 +28,9 @@ class ServedPolicy(TransformersPolicy):
 
     Args:
         lm: The served model.
-        format: As for `TransformersPolicy`.
+        format: As for `TemplatePolicy`.
 
     """
-
-    lm: ServedLM  # type: ignore[assignment]  # the tokenizer side of CausalLM is all this policy uses
-
-    def __init__(self, lm: ServedLM, format: str | ToolCallFormat = "auto"):
-        super().__init__(lm, format)  # type: ignore[arg-type]
 
     @classmethod
     def from_reference(cls, ref: str | ServerSettings, *, format: str | ToolCallFormat = "auto") -> ServedPolicy:
@@ -61,10 +56,11 @@ class ServedPolicy(TransformersPolicy):
     def sample_across(self, requests: Sequence[tuple[PolicySession, SampleRequest]], *, temperature: float
                       ) -> list[list[Sample]]:
         """Every request of several sessions sent at once; the server batches them."""
-        for session, _ in requests:
+        draws = []
+        for session, request in requests:
             if not isinstance(session, ServedSession) or session.lm is not self.lm:
                 raise TypeError("sample_across takes sessions of this policy only.")
-        draws = [session.draw(request, temperature) for session, request in requests]  # type: ignore[attr-defined]
+            draws.append(session.draw(request, temperature))
         return self.lm.client.run(_gather(draws))
 
 

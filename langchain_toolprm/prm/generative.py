@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from langchain_toolprm.grammar import Action, GrammarState
 from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
+from langchain_toolprm.lm.tokenized import TokenizedLM
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.prm.adapters import DEFAULT_PRM, load_prm_model
 from langchain_toolprm.prm.base import PRM, Path, PRMSession
@@ -19,11 +21,41 @@ from langchain_toolprm.prm.prompt import (
 )
 from langchain_toolprm.tools import ToolSpec
 
-__all__ = ["GenerativePRM"]
+__all__ = ["GenerativePRM", "LabelPRM", "LabelSession"]
+
+LM = TypeVar("LM", bound=TokenizedLM)
 
 
-class GenerativePRM(PRM):
-    """Score = ``softmax([logit(+), logit(-)])[0]`` at the label position after the step.
+class LabelPRM(PRM, Generic[LM]):
+    """A PRM whose score of a step is the model's P(``+``) over ``+``/``-`` at the label position after it.
+
+    What the prompt format and the tokenizer decide is here; where the model runs (in process, on a
+    server) is the subclass's.
+
+    Args:
+        lm: The model; a fine-tuned one (``toolprm train``) knows the prompt format of
+            `langchain_toolprm.prm.prompt`.
+        name: The PRM's name.
+
+    Raises:
+        ValueError: The tokenizer does not write the labels as single tokens.
+
+    """
+
+    def __init__(self, lm: LM, name: str):
+        self.lm = lm
+        self.name = name
+        ids = [lm.single_token_id(label) for label in (LABEL_POSITIVE, LABEL_NEGATIVE)]
+        if None in ids:
+            raise ValueError(
+                f"The tokenizer of {lm.name!r} splits the PRM labels {LABEL_POSITIVE!r}/{LABEL_NEGATIVE!r} "
+                "into several tokens; a generative PRM needs each label to be one token."
+            )
+        self.label_ids: list[int] = [int(i) for i in ids if i is not None]
+
+
+class GenerativePRM(LabelPRM[CausalLM]):
+    """Score = ``softmax([logit(+), logit(-)])[0]`` at the label position after the step, on a local model.
 
     Args:
         lm: Any causal LM; a fine-tuned one (``toolprm train``) knows the prompt format of
@@ -35,15 +67,7 @@ class GenerativePRM(PRM):
     """
 
     def __init__(self, lm: CausalLM):
-        self.lm = lm
-        self.name = f"generative:{lm.name}"
-        ids = [lm.single_token_id(label) for label in (LABEL_POSITIVE, LABEL_NEGATIVE)]
-        if None in ids:
-            raise ValueError(
-                f"The tokenizer of {lm.name!r} splits the PRM labels {LABEL_POSITIVE!r}/{LABEL_NEGATIVE!r} "
-                "into several tokens; a generative PRM needs each label to be one token."
-            )
-        self.label_ids: list[int] = [int(i) for i in ids if i is not None]
+        super().__init__(lm, f"generative:{lm.name}")
 
     @classmethod
     def from_pretrained(cls, ref: str = DEFAULT_PRM, **load_kwargs: Any) -> GenerativePRM:
@@ -66,18 +90,14 @@ class GenerativePRM(PRM):
         return _GenerativeSession(self, PrefixCache(self.lm, root, usage), usage)
 
 
-class _GenerativeSession(PRMSession):
-    def __init__(self, prm: GenerativePRM, cache: PrefixCache, usage: Usage):
-        self.prm = prm
-        self.cache = cache
-        self.usage = usage
+class LabelSession(PRMSession):
+    """One conversation's step texts; `_scores` reads P(``+``) after each, wherever the model runs."""
 
+    usage: Usage
+
+    @abstractmethod
     def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
-        import torch
-
-        base = self.cache.get(history)
-        logits = self.prm.lm.next_token_logits(base, steps, self.prm.label_ids, self.usage)
-        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+        """P(``+``) after each of ``steps``, each written after ``history``."""
 
     def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
         history = render_history([(s, a, True) for s, a in path])
@@ -92,3 +112,17 @@ class _GenerativeSession(PRMSession):
             texts.append(history[: offset + len(line)])
             offset = history.index("\n", offset + len(line)) + 1
         return self._scores("", texts)
+
+
+class _GenerativeSession(LabelSession):
+    def __init__(self, prm: GenerativePRM, cache: PrefixCache, usage: Usage):
+        self.prm = prm
+        self.cache = cache
+        self.usage = usage
+
+    def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
+        import torch
+
+        base = self.cache.get(history)
+        logits = self.prm.lm.next_token_logits(base, steps, self.prm.label_ids, self.usage)
+        return torch.softmax(logits, dim=-1)[:, 0].tolist()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from langchain_toolprm.lm import Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.prm.base import PRMSession
-from langchain_toolprm.prm.generative import GenerativePRM, _GenerativeSession
+from langchain_toolprm.prm.generative import LabelPRM, LabelSession
 from langchain_toolprm.prm.prompt import render_context
 from langchain_toolprm.served.client import ServerSettings
 from langchain_toolprm.served.lm import ServedLM
@@ -18,7 +18,7 @@ from langchain_toolprm.tools import ToolSpec
 __all__ = ["ServedPRM"]
 
 
-class ServedPRM(GenerativePRM):
+class ServedPRM(LabelPRM[ServedLM]):
     """`GenerativePRM` with its model on a server: P(+) from the ``+``/``-`` next-token logprobs.
 
     One base URL can serve the policy and the PRM: the PRM is a LoRA of the policy's base, named in
@@ -30,14 +30,11 @@ class ServedPRM(GenerativePRM):
 
     """
 
-    lm: ServedLM  # type: ignore[assignment]  # the tokenizer side of CausalLM is all this PRM uses
-
     def __init__(self, lm: ServedLM):
-        super().__init__(lm)  # type: ignore[arg-type]
-        self.name = f"served:{lm.name}"
+        super().__init__(lm, f"served:{lm.name}")
 
     @classmethod
-    def from_reference(cls, ref: str | ServerSettings) -> ServedPRM:  # type: ignore[override]
+    def from_reference(cls, ref: str | ServerSettings) -> ServedPRM:
         """A served PRM from ``openai+http://HOST:PORT/v1#MODEL`` (see `ServerSettings`)."""
         return cls(ServedLM.from_reference(ref))
 
@@ -45,13 +42,13 @@ class ServedPRM(GenerativePRM):
         return _ServedSession(self, self.lm.encode(render_context(messages, specs)), Usage())
 
 
-class _ServedSession(_GenerativeSession):
-    """The generative session's step texts, scored by the server; ``root`` is the context's token ids."""
+class _ServedSession(LabelSession):
+    """The step texts, scored by the server; ``root`` is the context's token ids."""
 
     def __init__(self, prm: ServedPRM, root: list[int], usage: Usage):
-        super().__init__(prm, None, usage)  # type: ignore[arg-type]  # no local prefix cache
         self.served = prm
         self.root = root
+        self.usage = usage
 
     def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
         lm, labels = self.served.lm, self.served.label_ids

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_toolprm.grammar import Action, Grammar, GrammarState, StepTag, canonical_json
 from langchain_toolprm.lm import Sample, logsumexp
@@ -71,16 +71,18 @@ def aggregate(scores: Sequence[float], how: Aggregation) -> float:
     return sum(scores) / len(scores)
 
 
-def relative_scores(scores: Sequence[float]) -> list[float]:
+def relative_scores(scores: Sequence[float | None]) -> list[float | None]:
     """Each candidate's PRM score over the best one's among the candidates of the same state.
 
     A path that takes the PRM's preferred step at every decision then scores 1.0 whatever its
     length, and a path pays only where it passed over a step the PRM preferred: "one more call, or
     stop?" is decided by how the PRM compares the two at that state, not by how many steps (each
     judged below 1.0 by an imperfect PRM) the longer answer still has to take.
+
+    Without a PRM there are no scores (``None``), and nothing to compare: they stay ``None``.
     """
-    best = max(scores, default=0.0)
-    return [s / best if best > 0 else 1.0 for s in scores]
+    best = max((s for s in scores if s is not None), default=0.0)
+    return [None if s is None else s / best if best > 0 else 1.0 for s in scores]
 
 
 class SearchContext:
@@ -200,7 +202,7 @@ class SearchContext:
             items.append((text, fmt.continuation(state, Action.finish())))
         return _Plan(actions, items, calls=calls, finish=finish)
 
-    def _sample_values(self, free: list[tuple[int, GrammarState, dict[str, Any]]], width: int, temperature: float,
+    def _sample_values(self, free: list[tuple[int, GrammarState, Mapping[str, Any]]], width: int, temperature: float,
                        extra: Sequence[SampleRequest]
                        ) -> SampleRounds[tuple[dict[int, list[Proposal]], list[list[Sample]]]]:
         """Sampled, read, validated and de-duplicated values per free state (keyed by its index).
@@ -233,7 +235,8 @@ class SearchContext:
             found[index] = []
         return found, extra_samples
 
-    def _read_values(self, state: GrammarState, schema: dict[str, Any], samples: Sequence[Sample]) -> list[Proposal]:
+    def _read_values(self, state: GrammarState, schema: Mapping[str, Any], samples: Sequence[Sample]
+                     ) -> list[Proposal]:
         spec = self.grammar.spec(state.function or "")
         by_value: dict[str, dict[tuple[int, ...], float]] = {}
         for sample in samples:
@@ -279,7 +282,7 @@ def run_rounds(rounds: SampleRounds[T], sample_many: Callable[..., list[list[Sam
         while True:
             requests, temperature = rounds.send(sample_many(requests, temperature=temperature))
     except StopIteration as done:
-        return done.value
+        return cast(T, done.value)  # a `SampleRounds[T]` returns its T
 
 
 def distinct_alternatives(ranked: Sequence[tuple[list[dict[str, Any]], float | None, float | None]],

@@ -53,7 +53,9 @@ class TrainConfig(BaseModel):
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(8, ge=1, description="Queries (packed sequences) per optimizer step.")
     lr: float = Field(1e-3, gt=0)
-    warmup_ratio: float = Field(0.008, ge=0, lt=1)
+    warmup_ratio: float = Field(
+        0.008, ge=0, lt=1, description="Share of the optimizer steps spent warming up linearly from a learning "
+        "rate of 0, rounded to whole steps (none when it rounds to 0).")
     weight_decay: float = Field(1e-5, ge=0)
     max_context_tokens: int = Field(MAX_CONTEXT_TOKENS, ge=16,
                                     description="Queries with a longer PRM context are left out.")

@@ -103,6 +103,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
 
     """
     import torch
+    from transformers import get_cosine_schedule_with_warmup
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -125,16 +126,12 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         total_steps = min(total_steps, config.max_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(1, round(config.warmup_ratio * total_steps)) if config.warmup_ratio > 0 else 0
-
-    # Linear warmup then cosine decay. Not transformers' `get_cosine_schedule_with_warmup`: its warmup starts
-    # at a learning rate of 0, which spends the first optimizer step of a short CPU run on nothing.
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup))))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    # Linear warmup from 0, then cosine decay to 0 (transformers' schedule, as its Trainer and TRL use it). The
+    # first warmup step runs at a learning rate of 0, so the warmup is rounded, never raised to one step: a
+    # ratio too small for a whole step (the default one, in runs under 63 steps) means no warmup, and a short
+    # CPU run trains from its first step.
+    warmup = round(config.warmup_ratio * total_steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
     state: dict[str, Any] = {"step": 0, "seconds": 0.0, "losses": []}
     checkpoint = out / "checkpoint"
     if (checkpoint / "state.json").is_file():

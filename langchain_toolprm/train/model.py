@@ -52,7 +52,7 @@ def model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBas
                           target_modules=list(config.lora_targets), layers_to_transform=layers,
                           task_type="CAUSAL_LM")
         with _quiet_peft():
-            model = get_peft_model(model, lora)
+            return get_peft_model(model, lora), tokenizer
     return model, tokenizer
 
 
