@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -15,13 +15,54 @@ from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser,
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
+from typing_extensions import Self
 
 from langchain_toolprm.chat_request import ChatRequest
 from langchain_toolprm.components import describe, load_policy
 from langchain_toolprm.search.results import SearchResult
 
 _UNFINISHED = "<unfinished>"
+
+
+class _MergedMessage(AIMessage):
+    """What LangChain makes of merged `SearchChunk`s when ``invoke`` streams: a plain `AIMessage`.
+
+    LangChain turns a merged chunk into a message with the chunk class's first parent; building this
+    class builds a plain `AIMessage` instead, so ``invoke`` returns the same type whether it streams or not.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AIMessage:  # type: ignore[misc]
+        """A plain `AIMessage` of the merged chunk's fields."""
+        return AIMessage(*args, **kwargs)
+
+
+class SearchChunk(_MergedMessage, AIMessageChunk):
+    """An `AIMessageChunk` whose merges keep the errors of invalid calls.
+
+    LangChain rebuilds ``invalid_tool_calls`` from the argument chunks on every merge, with no error;
+    this class puts back each call's error from the closing chunk's metadata, so streamed and merged
+    chunks give the same ``invalid_tool_calls`` as ``invoke``. Merges take the class of their first chunk.
+    """
+
+    type: Literal["AIMessageChunk"] = "AIMessageChunk"  # type: ignore[assignment]  # a chunk, as AIMessageChunk
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> SearchChunk:
+        """A chunk, not the plain message its parent builds."""
+        return AIMessageChunk.__new__(cls)
+
+    @classmethod
+    def lc_id(cls) -> list[str]:
+        """Serialized as an `AIMessageChunk`, which every LangChain reader knows."""
+        return AIMessageChunk.lc_id()
+
+    @model_validator(mode="after")
+    def restore_errors(self) -> Self:
+        """Give each invalid call its error, from the metadata where the closing chunk carries them."""
+        errors = self.response_metadata.get("toolprm", {}).get("invalid_tool_call_errors", {})
+        self.invalid_tool_calls = [{**call, "error": errors.get(call["id"], call["error"])}
+                                   for call in self.invalid_tool_calls]
+        return self
 
 
 def _call_id() -> str:
@@ -108,7 +149,7 @@ def _metadata(request: ChatRequest, result: SearchResult, finish_reason: str, in
         toolprm["partial"] = result.partial
     if invalid:
         # Merging streamed chunks rebuilds invalid_tool_calls without their errors (LangChain re-parses
-        # the argument chunks); the errors survive here, by call id.
+        # the argument chunks); the errors travel here, by call id, and `SearchChunk` puts them back.
         toolprm["invalid_tool_call_errors"] = {call["id"]: call["error"] for call in invalid}
     if include_trace:
         toolprm["trace"] = result.trace.to_dict()
@@ -118,20 +159,21 @@ def _metadata(request: ChatRequest, result: SearchResult, finish_reason: str, in
 def message_chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
     """The message as chunks: its text, one chunk per call, then one closing chunk with the metadata.
 
-    Usage and metadata travel in the last chunk only, so merging the chunks adds nothing twice.
+    Usage and metadata travel in the last chunk only, so merging the chunks adds nothing twice. The
+    chunks are `SearchChunk`s, so their merge keeps the errors of invalid calls.
     """
     if message.content:
-        yield ChatGenerationChunk(message=AIMessageChunk(content=message.content))
+        yield ChatGenerationChunk(message=SearchChunk(content=message.content))
     for index, call in enumerate(message.tool_calls):
         chunk = tool_call_chunk(name=call["name"], args=json.dumps(call["args"], ensure_ascii=False),
                                 id=call["id"], index=index)
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
+        yield ChatGenerationChunk(message=SearchChunk(content="", tool_call_chunks=[chunk]))
     offset = len(message.tool_calls)
     for index, invalid in enumerate(message.invalid_tool_calls, start=offset):
         chunk = tool_call_chunk(name=invalid["name"], args=invalid["args"], id=invalid["id"], index=index)
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
+        yield ChatGenerationChunk(message=SearchChunk(content="", tool_call_chunks=[chunk]))
     yield ChatGenerationChunk(
-        message=AIMessageChunk(
+        message=SearchChunk(
             content="",
             usage_metadata=message.usage_metadata,
             response_metadata=message.response_metadata,

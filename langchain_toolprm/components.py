@@ -61,13 +61,16 @@ def load_policy(policy: Policy | str) -> Policy:
 
 
 def _check_prm_name(ref: str) -> None:
-    """Refuse a short PRM name that names nothing (``"rulez"``) at once, listing the names there are."""
-    from langchain_toolprm.models import ModelLoadError, short_model_names, unknown_name_message
+    """Refuse a bare PRM name that names nothing (``"rulez"``) at once, listing the PRM names there are.
+
+    A bare name that the hub knows (``gpt2``) goes on to load; see `check_bare_name`.
+    """
+    from langchain_toolprm.models import check_bare_name, short_model_names
     from langchain_toolprm.prm.adapters import DEFAULT_PRM
 
     known = ["rules", DEFAULT_PRM, *short_model_names()]
     if "/" not in ref and "\\" not in ref and ref.strip().lower() not in known and not os.path.exists(ref):
-        raise ModelLoadError(unknown_name_message(ref, known, "PRM"))
+        check_bare_name(ref.strip(), known, "PRM")
 
 
 def load_prm(prm: PRM | str | None) -> PRM | None:

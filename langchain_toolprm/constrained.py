@@ -32,6 +32,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from langchain_toolprm.member_rules import value_rule
+
 if TYPE_CHECKING:
     import torch
     from llguidance import LLMatcher
@@ -67,11 +69,11 @@ def _in_string(text: str) -> bool:
 def value_grammar_text(schema: Mapping[str, Any]) -> str:
     """The Lark grammar of a value of ``schema`` as written after ``"name":`` (see the module docstring).
 
+    Enum and const members are literal texts (`langchain_toolprm.member_rules`), so each is written exactly.
     The same text constrains local decoding here and served decoding on a server whose structured
     outputs run llguidance (vLLM's ``guidance`` backend, which its ``auto`` mode picks for Lark).
     """
-    return ('start: " " value TAIL?\nTAIL: /[,}\\]\\s][\\s\\S]*/\nvalue: %json '
-            + json.dumps({**schema, "x-guidance": _OPTIONS}))
+    return 'start: " " value TAIL?\nTAIL: /[,}\\]\\s][\\s\\S]*/\n' + value_rule(schema, _OPTIONS)
 
 
 class ValueGrammar:

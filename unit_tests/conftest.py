@@ -186,3 +186,12 @@ def _scripted_prm_class() -> type:
 def scripted_prm():  # type: ignore[no-untyped-def]
     """A scripted PRM factory: ``scripted_prm(prefer="multiply")``."""
     return _scripted_prm_class()
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests never reach the Hugging Face hub: a bare name that is no packaged model fails at once.
+
+    The hub-reference tests (`unit_tests/test_model_refs.py`) undo this and point the hub at a local port.
+    """
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -262,10 +262,23 @@ def test_budget_end_gives_invalid_tool_call(model: ToolPRMChatModel) -> None:
     [invalid] = message.invalid_tool_calls
     assert invalid["name"] == "set_light" and invalid["id"].startswith("call_")
     assert "stopped before this call was complete" in (invalid["error"] or "")
+
+    def without_ids(calls: list[Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in call.items() if k != "id"} for call in calls]
+
+    expected = without_ids(message.invalid_tool_calls)
     streamed = _merge(bound.stream("kitchen light on", max_steps=2))
-    assert not streamed.tool_calls and [c["name"] for c in streamed.invalid_tool_calls] == ["set_light"]
+    assert not streamed.tool_calls and without_ids(streamed.invalid_tool_calls) == expected
     errors = streamed.response_metadata["toolprm"]["invalid_tool_call_errors"]
-    assert "stopped before this call was complete" in errors[streamed.invalid_tool_calls[0]["id"]]
+    assert errors == {streamed.invalid_tool_calls[0]["id"]: invalid["error"]}
+
+    async def astreamed() -> AIMessageChunk:
+        return _merge([chunk async for chunk in bound.astream("kitchen light on", max_steps=2)])
+
+    assert without_ids(asyncio.run(astreamed()).invalid_tool_calls) == expected
+    streaming = model.model_copy(update={"streaming": True}).bind_tools([set_light], tool_choice="set_light")
+    message = streaming.invoke("kitchen light on", max_steps=2)
+    assert type(message) is AIMessage and without_ids(message.invalid_tool_calls) == expected
 
 
 def test_stop_sequences_cut_text(model: ToolPRMChatModel, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -372,67 +372,6 @@ def test_load_hub_failure_is_a_model_error(tmp_path: Path, monkeypatch: pytest.M
     assert seen == ["SomeOrg/some-model"]  # hub ids go to from_pretrained untouched
 
 
-# --- fast failures: short names that name nothing, a hub that cannot be reached ---------------------
-
-
-def _record_downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import huggingface_hub
-
-    calls: list[str] = []
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: calls.append(repo_id))
-    return calls
-
-
-@pytest.mark.parametrize(("ref", "meant"), [("qwen2.5-coder", "qwen2.5-coder-0.5b"), ("smollm", "smollm2"),
-                                            ("gpt-17", None)])
-def test_unknown_short_name_fails_at_once_listing_the_names(ref: str, meant: str | None, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    downloads = _record_downloads(monkeypatch)
-    with pytest.raises(ModelLoadError) as info:
-        resolve_model(ref, cache_dir=tmp_path)
-    message = str(info.value)
-    assert repr(ref) in message and "'qwen2.5-coder-0.5b-instruct'" in message and "'smollm2-135m-instruct'" in message
-    assert (f"Did you mean {meant!r}?" in message) if meant else "Did you mean" not in message
-    assert "owner/name" in message and downloads == []
-
-
-def test_offline_hub_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    downloads = _record_downloads(monkeypatch)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
-        resolve_model("SomeOrg/not-cached-model", cache_dir=tmp_path)
-    with pytest.raises(ModelLoadError, match="HF_HUB_OFFLINE is set"):
-        load_causal_lm("SomeOrg/not-cached-model", cache_dir=tmp_path, device="cpu")
-    assert downloads == []
-
-
-def test_unreachable_hub_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
-    downloads = _record_downloads(monkeypatch)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid:8443")
-    probes: list[tuple[str, int]] = []
-
-    def refuse(address: tuple[str, int], timeout: float) -> None:
-        probes.append(address)
-        raise ConnectionRefusedError("refused (test)")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    with pytest.raises(ModelLoadError, match=r"hub at https://hub.invalid:8443 cannot be reached"):
-        resolve_model("SomeOrg/some-model", cache_dir=tmp_path)
-    assert probes == [("hub.invalid", 8443)] and downloads == []
-
-
-def test_prm_typo_fails_at_once() -> None:
-    from langchain_toolprm.components import load_prm
-
-    with pytest.raises(ModelLoadError, match=r"'rulez' is not a PRM name .*Did you mean 'rules'\?"):
-        load_prm("rulez")
-    assert load_prm("rules") is not None
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable GPU")
 def test_cuda_without_a_gpu_fails_before_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "_locate", lambda *a: pytest.fail("resolved the model before checking the device"))

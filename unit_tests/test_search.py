@@ -273,6 +273,21 @@ def test_time_limit_keeps_the_best_finished_answer(monkeypatch):
     assert result.text == "" and result.truncated  # no text answer is started once the time is up
 
 
+def test_prompt_encoding_counts_in_the_wall_time(monkeypatch):
+    import time
+
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+
+    class SlowPrompt(TargetPolicy):
+        def session(self, *args, **kwargs):
+            clock.now += 10.0  # encoding the prompt takes ten seconds of this clock; nothing else moves it
+            return super().session(*args, **kwargs)
+
+    result = run_search(Q, TOOLS, policy=SlowPrompt(TARGET), tool_choice="required")
+    assert result.calls == TARGET and result.cost.wall_seconds == 10.0
+
+
 def test_required_call_without_tools_is_an_error():
     with pytest.raises(ValueError, match="no tools"):
         run_search(Q, [], policy=TargetPolicy(TARGET), tool_choice="required")

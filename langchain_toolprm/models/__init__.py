@@ -13,7 +13,7 @@ Modules: `registry` (the packaged models and the cache folder), `locate` (where 
 """
 
 from langchain_toolprm.models.loader import load_causal_lm
-from langchain_toolprm.models.locate import resolve_model
+from langchain_toolprm.models.locate import check_bare_name, resolve_model
 from langchain_toolprm.models.registry import (
     DEFAULT_POLICY,
     PACKAGED_MODELS,
@@ -29,6 +29,7 @@ __all__ = [
     "PACKAGED_MODELS",
     "ModelLoadError",
     "PackagedModel",
+    "check_bare_name",
     "default_cache_dir",
     "load_causal_lm",
     "resolve_model",

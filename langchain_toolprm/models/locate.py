@@ -53,42 +53,86 @@ def _looks_like_path(ref: str) -> bool:
 _TRUE = {"1", "on", "yes", "true"}
 
 
-def _hub_online(repo_id: str) -> bool:
-    """Whether to reach the hub for ``repo_id`` (``False``: its files are in the local hub cache; use them).
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be reached now (``HF_HUB_OFFLINE``, or no connection within two seconds), or None.
 
     Without this check an offline machine spends a long time in HTTP retries before the error
-    (docs/benchmarks.md, "Model loading"): with
-    ``HF_HUB_OFFLINE`` set, or when the hub's host does not answer a connection within two seconds,
-    a repo that is not cached fails at once.
+    (docs/benchmarks.md, "Model loading").
+    """
+    if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(_hub_endpoint())
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=2).close()
+    except OSError as error:
+        return f"the Hugging Face hub at {endpoint.geturl()} cannot be reached ({error})"
+    return None
+
+
+def _hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _hub_online(repo_id: str) -> bool:
+    """Whether to reach the hub for ``repo_id`` (``False``: its files are in the local hub cache; use them).
 
     Raises:
         ModelLoadError: The hub cannot be reached and the repo is not in the local cache.
 
     """
-    from huggingface_hub import constants, try_to_load_from_cache
+    problem = _hub_unreachable()
+    if problem is None:
+        return True
+    if _hub_cached(repo_id):
+        return False
+    raise ModelLoadError(
+        f"{repo_id!r} is not a local file or folder nor a packaged model ({_packaged_names()}), nor in the"
+        f" local hub cache, and it cannot be downloaded: {problem}. Pass a local folder, a .gguf file or a"
+        " packaged model name."
+    )
 
-    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    offline = any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    if offline:
-        if cached:
-            return False
-        raise ModelLoadError(
-            f"{repo_id!r} is not in the local hub cache, and HF_HUB_OFFLINE is set, so it cannot be downloaded."
-            f" Pass a local folder, a .gguf file or a packaged model name ({_packaged_names()}), or unset"
-            " HF_HUB_OFFLINE."
-        )
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "", port), timeout=2).close()
-    except OSError as error:
-        if cached:
-            return False
-        raise ModelLoadError(
-            f"{repo_id!r} is not a local file or folder nor a packaged model ({_packaged_names()}), and the"
-            f" Hugging Face hub at {endpoint.geturl()} cannot be reached to download it ({error})."
-        ) from error
-    return True
+
+def check_bare_name(ref: str, names: list[str], what: str) -> None:
+    """Let a bare name (no owner, such as ``gpt2``) through only when it is a model of the hub.
+
+    Bare names are both typos of the short names (``prm="rulez"``) and the hub's oldest ids; one bounded
+    look-up (a connection check, then one request with no retries) tells them apart, so a typo fails
+    at once with the valid names listed and a bare hub id still loads. The local hub cache answers first.
+
+    Args:
+        ref: The bare name.
+        names: The short names there are, for the error.
+        what: What the names are (``"packaged model"``, ``"PRM"``), for the error.
+
+    Raises:
+        ModelLoadError: The name is not in the local hub cache and the hub has no such model, or
+            cannot be reached to say.
+
+    """
+    if _hub_cached(ref):
+        return
+    problem = _hub_unreachable()
+    if problem is None:
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            HfApi(endpoint=_hub_endpoint()).model_info(ref, timeout=10)
+            return
+        except RepositoryNotFoundError:
+            problem = "the Hugging Face hub has no model of that id"
+        except Exception as error:
+            problem = f"asking the Hugging Face hub failed ({error})"
+    raise ModelLoadError(f"{unknown_name_message(ref, names, what)} Looking it up on the hub: {problem}.")
 
 
 def _locate(ref: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> Path | str:
@@ -132,8 +176,8 @@ def _locate(ref: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | Non
             f"No such file or folder: {os.fspath(ref)!r}. Pass an existing .gguf file or model folder,"
             f" a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct', or a packaged model name ({_packaged_names()})."
         )
-    if "/" not in ref.strip():  # a short name: packaged names are the only short names there are
-        raise ModelLoadError(unknown_name_message(ref.strip(), short_model_names(), "packaged model"))
+    if "/" not in ref.strip():
+        check_bare_name(ref.strip(), short_model_names(), "packaged model")
     return ref.strip()
 
 

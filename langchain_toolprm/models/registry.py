@@ -144,7 +144,7 @@ def unknown_name_message(ref: str, names: list[str], what: str) -> str:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return (
         f"{ref!r} is not a {what} name ({', '.join(repr(n) for n in names)}) nor a local file or folder.{hint}"
-        " Hub ids take the form 'owner/name', such as 'Qwen/Qwen2.5-0.5B-Instruct'."
+        " Most hub ids take the form 'owner/name', such as 'Qwen/Qwen2.5-0.5B-Instruct'."
     )
 
 
