@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from langchain_toolprm.data.build import DEFAULT_TIME_BUDGET_S, BuildConfig
 from langchain_toolprm.data.rollouts import RolloutConfig
 from langchain_toolprm.demo import DemoSettings
+from langchain_toolprm.evaluation.bench import add_bench_arguments, run_bench_command
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.search.config import Aggregation, SearchConfig
 from langchain_toolprm.train.config import Objective, TrainConfig
@@ -401,17 +402,16 @@ def _eval_prm(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "eval": Command("run strategies and (N, M) budgets over BFCL or record data; resumable",
-                    _eval_arguments, _eval),
+    "eval": Command("run strategies and (N, M) budgets over BFCL or record data; resumable", _eval_arguments, _eval),
     "plot": Command("draw accuracy against compute (PNG) from eval result folders", _plot_arguments, _plot),
-    "demo": Command("run a small tool-using agent on a question and draw its search as a tree",
-                    _demo_arguments, _demo),
+    "demo": Command("run a small tool-using agent on a question and draw its search as a tree", _demo_arguments, _demo),
     "build-data": Command("build PRM training data: rollouts, step labels, masking, train/test JSONL, Table 1",
                           _build_data_arguments, _build_data),
     "train": Command("fine-tune a generative PRM (LoRA optional) on build-data output; resumable",
                      _train_arguments, _train),
     "eval-prm": Command("reward-model loss, step and trajectory accuracy on a test split, beside 'always +'",
                         _eval_prm_arguments, _eval_prm),
+    "bench": Command("cost of greedy, beam and the floor on the same cases", add_bench_arguments, run_bench_command),
 }
 
 
