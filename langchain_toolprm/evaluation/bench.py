@@ -225,8 +225,12 @@ def bench_table(report: dict[str, Any]) -> str:
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
     return (f"{table}\n\nresident memory: policy alone {memory['policy_mb']:.0f} MB, policy and PRM "
             f"{memory['policy_and_prm_mb']:.0f} MB ({ratio:.2f}x; PRM on the policy's weights: "
-            f"{memory['prm_shares_policy_model']}); {report['threads']} torch threads, load average "
-            f"{report['load_average']['start']} at start, {report['load_average']['end']} at end")
+            f"{memory['prm_shares_policy_model']}); {report['threads']} torch threads, 1-minute load average "
+            f"{_num(report['load_average']['start'])} at start, {_num(report['load_average']['end'])} at end")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
