@@ -4,9 +4,10 @@
 quantised on the fly): on the prompts of the first BFCL simple_python cases, the agreement of the
 next-token logits (largest difference, same top token at every prompt position) and the time of a
 prefill and of a decoding step, interleaved rounds, the best of each; then greedy's calls on those
-cases with each model.
+cases with each model. ``--keep down_proj`` leaves the layers of that name in float32 (the MLP output
+projection reads the largest activations, which one scale per tensor quantises worst).
 
-    OMP_NUM_THREADS=1 python benchmarks/int8_dynamic.py --cases 3 --output FILE
+    OMP_NUM_THREADS=1 python benchmarks/int8_dynamic.py --cases 3 --output FILE [--keep down_proj]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--keep", nargs="*", default=[], help="linear layer names left in float32")
     args = parser.parse_args()
 
     import torch
@@ -42,8 +44,9 @@ def main() -> None:
     assert isinstance(fp32, TransformersPolicy)
     started = time.perf_counter()
     # The head shares its weight with the embedding; quantising it would untie them, so it stays float.
-    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32.lm.model), {torch.nn.Linear},
-                                                       dtype=torch.qint8)
+    chosen = {name: torch.ao.quantization.default_dynamic_qconfig for name, module in fp32.lm.model.named_modules()
+              if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in args.keep}
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32.lm.model), chosen, dtype=torch.qint8)
     quantized.lm_head = fp32.lm.model.lm_head
     quantize_seconds = time.perf_counter() - started
     int8 = TransformersPolicy(CausalLM(quantized, fp32.lm.tokenizer, name="int8"))
@@ -76,6 +79,8 @@ def main() -> None:
             "case": case.id, "prompt_tokens": ids.shape[1],
             "max_logit_diff": float((logits["int8"] - logits["fp32"]).abs().max()),
             "top1_agreement": float((logits["int8"].argmax(-1) == logits["fp32"].argmax(-1)).float().mean()),
+            "last_max_logit_diff": float((logits["int8"][-1] - logits["fp32"][-1]).abs().max()),
+            "last_top1_equal": bool(logits["int8"][-1].argmax() == logits["fp32"][-1].argmax()),
             "prefill_s": {k: round(v[0], 4) for k, v in best.items()},
             "decode_step_s": {k: round(v[1], 4) for k, v in best.items()},
             "greedy_calls_equal": calls["fp32"] == calls["int8"], "greedy_calls": calls,
@@ -83,8 +88,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
-            json.dump({"threads": torch.get_num_threads(), "quantize_seconds": round(quantize_seconds, 1),
-                       "rows": rows}, handle, indent=2)
+            json.dump({"threads": torch.get_num_threads(), "keep": args.keep,
+                       "quantize_seconds": round(quantize_seconds, 1), "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ the hook adapter of `langchain_toolprm.prm.shared` and by peft's ``PeftModel``, 
 second copy (the reference); the policy's next-token logits with peft's ``disable_adapter()``
 against the plain model. Speed, interleaved rounds and the best of each: a prefill of the first
 case's prompt and a decoding step after it, for the policy (plain, peft disabled) and the PRM
-(merged copy, hooks, peft enabled).
+(merged copy, hooks, peft enabled). Resident memory after loading the policy, the PRM on its weights,
+then the merged copy.
 
     OMP_NUM_THREADS=1 python benchmarks/lora_switch.py --cases 3 --rounds 5 --output FILE
 """
@@ -31,6 +32,7 @@ def main() -> None:
     from peft import PeftModel
 
     from langchain_toolprm.components import load_policy, load_prm
+    from langchain_toolprm.evaluation.bench import _rss_mb
     from langchain_toolprm.evaluation.cases import load_cases
     from langchain_toolprm.evaluation.config import EvalConfig
     from langchain_toolprm.grammar import Grammar
@@ -44,11 +46,16 @@ def main() -> None:
     from langchain_toolprm.prm.shared import AdaptedLM
     from langchain_toolprm.tools import to_tool_specs
 
+    memory = {"start_mb": _rss_mb("VmRSS")}
     policy = load_policy(DEFAULT_POLICY)
     assert isinstance(policy, TransformersPolicy)
+    memory["policy_mb"] = _rss_mb("VmRSS")
     shared = load_prm("default", policy)
     assert isinstance(shared, GenerativePRM) and isinstance(shared.lm, AdaptedLM)
+    memory["policy_and_shared_prm_mb"] = _rss_mb("VmRSS")
     merged = GenerativePRM.from_pretrained("default")
+    memory["plus_merged_copy_mb"] = _rss_mb("VmRSS")
+    print(json.dumps(memory), flush=True)
     peft_model = PeftModel.from_pretrained(load_causal_lm(DEFAULT_POLICY)[0], str(default_prm_path())).eval()
     peft_lm = CausalLM(peft_model.get_base_model(), policy.lm.tokenizer, name="peft")  # LoRA layers inside
     peft_prm = GenerativePRM(peft_lm)
@@ -102,8 +109,8 @@ def main() -> None:
     print(json.dumps({"prompt_tokens": ids.shape[1], "threads": torch.get_num_threads(), "speed": speed}))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
-            json.dump({"threads": torch.get_num_threads(), "prompt_tokens": ids.shape[1], "exactness": exact,
-                       "speed": speed}, handle, indent=2)
+            json.dump({"threads": torch.get_num_threads(), "prompt_tokens": ids.shape[1], "memory": memory,
+                       "exactness": exact, "speed": speed}, handle, indent=2)
 
 
 if __name__ == "__main__":
