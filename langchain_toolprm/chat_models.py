@@ -254,8 +254,7 @@ class ToolPRMChatModel(TargetedChatModel):
 
     def load(self) -> ToolPRMChatModel:
         """Load the policy and the PRM now rather than on the first call (warm-up for servers)."""
-        load_policy(self.policy)
-        load_prm(self.prm)
+        load_prm(self.prm, load_policy(self.policy))
         return self
 
     # -- identity -------------------------------------------------------------------------------

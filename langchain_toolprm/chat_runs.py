@@ -33,8 +33,8 @@ RUN_TARGET: contextvars.ContextVar[EventTarget | None] = contextvars.ContextVar(
 
 
 def _run(request: ChatRequest, on_step: Callable[[int, list[TraceNode]], None] | None) -> SearchResult:
-    return run_search(request.messages, request.specs, policy=load_policy(request.policy),
-                      prm=load_prm(request.prm),
+    policy = load_policy(request.policy)
+    return run_search(request.messages, request.specs, policy=policy, prm=load_prm(request.prm, policy),
                       config=request.config, tool_choice=request.tool_choice, on_step=on_step)
 
 def search(request: ChatRequest, target: EventTarget | None) -> SearchResult:

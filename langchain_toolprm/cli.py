@@ -15,6 +15,7 @@ from typing import get_args
 from langchain_toolprm.cli_options import Command, option, set_threads, threads_argument
 from langchain_toolprm.cli_prm import PRM_COMMANDS
 from langchain_toolprm.demo import DemoSettings
+from langchain_toolprm.evaluation.bench import add_bench_arguments, run_bench_command
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.search.config import Aggregation, SearchConfig
 
@@ -148,12 +149,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "eval": Command("run strategies and (N, M) budgets over BFCL or record data; resumable",
-                    _eval_arguments, _eval),
+    "eval": Command("run strategies and (N, M) budgets over BFCL or record data; resumable", _eval_arguments, _eval),
     "plot": Command("draw accuracy against compute (PNG) from eval result folders", _plot_arguments, _plot),
     "demo": Command("run a small tool-using agent on a question and draw its search as a tree",
                     _demo_arguments, _demo),
     **PRM_COMMANDS,
+    "bench": Command("cost of greedy, beam and the floor on the same cases", add_bench_arguments, run_bench_command),
 }
 
 

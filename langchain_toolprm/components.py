@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import threading
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
+
+if TYPE_CHECKING:
+    from langchain_toolprm.lm import CausalLM
 
 __all__ = ["load_policy", "load_prm"]
 
@@ -46,6 +49,13 @@ def _prm(ref: str) -> PRM:
     return GenerativePRM.from_pretrained(ref)
 
 
+@lru_cache(maxsize=8)
+def _prm_on(ref: str, lm: CausalLM) -> PRM | None:
+    from langchain_toolprm.prm.generative import GenerativePRM
+
+    return GenerativePRM.on_policy_model(ref, lm)
+
+
 def load_policy(policy: Policy | str) -> Policy:
     """A policy object, loading (once per reference) a model named by a string.
 
@@ -73,12 +83,16 @@ def _check_prm_name(ref: str) -> None:
         check_bare_name(ref.strip(), known, "PRM")
 
 
-def load_prm(prm: PRM | str | None) -> PRM | None:
+def load_prm(prm: PRM | str | None, policy: Policy | None = None) -> PRM | None:
     """A PRM object from an object, a reference string or ``None``.
 
     ``None`` stays ``None``, ``"rules"`` is `RulePRM`, ``"default"`` the packaged trained PRM, other strings
     load a generative PRM (a `toolprm train` folder, a hub id, a packaged name, or a served model
     ``"openai+http://HOST:PORT/v1#prm"``, e.g. the packaged adapter served as a LoRA).
+
+    Given the loaded ``policy`` it will run with, a LoRA PRM trained on the policy's own model (the
+    packaged PRM on the default policy) runs as an adapter on the policy's weights: one model in memory,
+    not two (`langchain_toolprm.prm.shared`). Any other PRM loads its own copy.
     """
     if prm is None or isinstance(prm, PRM):
         return prm
@@ -87,7 +101,14 @@ def load_prm(prm: PRM | str | None) -> PRM | None:
             f"prm must be a PRM, a model reference string, 'default', 'rules' or None, got {type(prm).__name__}."
         )
     _check_prm_name(prm)
+    from langchain_toolprm.policy.transformers import TransformersPolicy
+    from langchain_toolprm.served.client import REFERENCE_SCHEME
+
     with _lock:
+        if isinstance(policy, TransformersPolicy) and prm != "rules" and not prm.startswith(REFERENCE_SCHEME):
+            shared = _prm_on(prm, policy.lm)
+            if shared is not None:
+                return shared
         return _prm(prm)
 
 

@@ -9,6 +9,7 @@ search machinery need: every call the grammar builds must still validate, whatev
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,38 @@ def save_tiny_model(folder: Path, *, seed: int = 0, hidden_size: int = 48, layer
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen2-style chat model with tool support, saved once per test session."""
     return save_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny-qwen2")
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def save_tiny_lora(folder: Path, base: Path, *, layers: tuple[int, ...] = (1,), seed: int = 0) -> Path:
+    """A plain LoRA adapter (rank 4) on ``base``, saved as `toolprm train` saves one, with large random factors."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in LORA_TARGETS and any(f"layers.{i}." in name for i in layers):
+            out_features, in_features = module.weight.shape
+            prefix = f"base_model.model.{name}"
+            weights[f"{prefix}.lora_A.weight"] = torch.randn(4, in_features, generator=generator) * 0.3
+            weights[f"{prefix}.lora_B.weight"] = torch.randn(out_features, 4, generator=generator) * 0.3
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(folder / "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "base_model_name_or_path": str(base), "r": 4, "lora_alpha": 8,
+              "target_modules": list(LORA_TARGETS), "layers_to_transform": list(layers), "bias": "none"}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A plain LoRA PRM adapter on the tiny model (random factors), saved once per test session."""
+    return save_tiny_lora(tmp_path_factory.mktemp("tiny-lora") / "prm", tiny_model_dir)
 
 
 @pytest.fixture(scope="session")

@@ -107,7 +107,7 @@ def run_eval(
     needs_prm = any(run.uses_prm and todo[run.name] for run in runs)
     policy_obj = policy if policy is not None else (
         load_policy(config.policy) if any(todo.values()) else None)
-    prm_obj = prm if prm is not None else (load_prm(config.prm) if needs_prm else None)
+    prm_obj = prm if prm is not None else (load_prm(config.prm, policy_obj) if needs_prm else None)
     policy_name = describe(policy_obj) if policy_obj is not None else config.policy
     prm_name = describe(prm_obj) if prm_obj is not None else config.prm
     update_manifest(output, config, cases, runs, policy_name, prm_name)

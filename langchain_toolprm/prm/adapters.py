@@ -4,6 +4,8 @@
 from (for example the packaged ``smollm2-135m-instruct``), so loading it needs no hub: the base comes
 through `load_causal_lm` and the adapter is merged into it (a plain sum of the LoRA products; peft
 only for LoRA variants), so scoring runs at the base model's speed with no PEFT code on the hot path.
+When the base is the policy's own model, `langchain_toolprm.prm.shared` runs the adapter on the
+policy's weights instead (`plain_lora`, `lora_factors`), and no second copy is loaded.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from langchain_toolprm.prm.prompt import PROMPT_VERSION
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "lora_variant",
-           "merge_lora", "prm_meta"]
+__all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "lora_factors",
+           "lora_variant", "merge_lora", "plain_lora", "prm_meta"]
 
 DEFAULT_PRM = "default"
 """The reference that names the PRM packaged with the library."""
@@ -65,13 +67,7 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
     from langchain_toolprm.models import load_causal_lm
 
     folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
-    meta = prm_meta(folder)
-    if meta.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
-        raise ValueError(
-            f"The PRM in {folder} was trained on prompt format {meta['prompt_version']!r}, this version of "
-            f"langchain-toolprm writes {PROMPT_VERSION!r}: its scores would be meaningless. Retrain it "
-            "(`toolprm train`) or install the version it was trained with."
-        )
+    meta = _checked_meta(folder)
     if not is_adapter(folder):
         return load_causal_lm(str(ref), **load_kwargs)
     adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
@@ -88,6 +84,39 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
         model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     model.eval()
     return model, tokenizer
+
+
+def plain_lora(ref: str | Path) -> tuple[Path, dict[str, Any], str] | None:
+    """``(folder, adapter config, base reference)`` of a plain LoRA PRM, ``None`` for any other PRM.
+
+    A plain LoRA (`lora_variant` empty) can run as a switchable adapter on its base's loaded weights
+    (`langchain_toolprm.prm.shared`); anything else needs its own merged copy.
+
+    Raises:
+        FileNotFoundError: ``"default"`` was asked and no packaged PRM is installed.
+        ValueError: The PRM was trained on another prompt format than this version writes.
+
+    """
+    if not is_adapter(ref):
+        return None
+    folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
+    meta = _checked_meta(folder)
+    adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    if lora_variant(adapter):
+        return None
+    return folder, adapter, str(meta.get("base") or adapter["base_model_name_or_path"])
+
+
+def _checked_meta(folder: Path) -> dict[str, Any]:
+    """`prm_meta`, refusing a PRM trained on another prompt format than this version writes."""
+    meta = prm_meta(folder)
+    if meta.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
+        raise ValueError(
+            f"The PRM in {folder} was trained on prompt format {meta['prompt_version']!r}, this version of "
+            f"langchain-toolprm writes {PROMPT_VERSION!r}: its scores would be meaningless. Retrain it "
+            "(`toolprm train`) or install the version it was trained with."
+        )
+    return meta
 
 
 def prm_meta(folder: str | Path) -> dict[str, Any]:
@@ -112,19 +141,13 @@ def lora_variant(adapter: dict[str, Any]) -> list[str]:
     return found
 
 
-def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
-    """Merge a plain LoRA adapter into ``model`` in place, without ``peft``: ``W += (B A) alpha / r``.
-
-    A plain LoRA (see `lora_variant`) needs nothing more than this sum, computed in the order peft's
-    ``merge_and_unload`` computes it, so both give the same weights. The packaged PRM always loads this
-    way: where only the inference extras are installed, and without peft's import time and its
-    deprecation warnings.
+def lora_factors(model: Any, folder: Path, adapter: dict[str, Any]) -> list[tuple[Any, Any, Any, float]]:
+    """``(layer, A, B, alpha / r)`` for every layer a plain LoRA adapter changes, as stored (no copy of the model).
 
     Raises:
-        ValueError: The adapter uses a LoRA variant this merge does not know.
+        ValueError: The adapter uses a LoRA variant that a plain sum does not compute.
 
     """
-    import torch
     from safetensors.torch import load_file
 
     variant = lora_variant(adapter)
@@ -133,11 +156,29 @@ def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
     scale = float(adapter["lora_alpha"]) / float(adapter["r"])
     weights = load_file(str(folder / "adapter_model.safetensors"))
     modules = dict(model.named_modules())
+    factors = []
+    for key, a in weights.items():
+        if ".lora_A." not in key:
+            continue
+        path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        factors.append((modules[path], a, weights[key.replace(".lora_A.", ".lora_B.")], scale))
+    return factors
+
+
+def merge_lora(model: Any, folder: Path, adapter: dict[str, Any]) -> None:
+    """Merge a plain LoRA adapter into ``model`` in place, without ``peft``: ``W += (B A) alpha / r``.
+
+    A plain LoRA (see `lora_variant`) needs nothing more than this sum, computed in the order peft's
+    ``merge_and_unload`` computes it, so both give the same weights. The packaged PRM loads this way
+    when it does not share the policy's model: where only the inference extras are installed, and
+    without peft's import time and its deprecation warnings.
+
+    Raises:
+        ValueError: The adapter uses a LoRA variant this merge does not know.
+
+    """
+    import torch
+
     with torch.no_grad():
-        for key, a in weights.items():
-            if ".lora_A." not in key:
-                continue
-            b = weights[key.replace(".lora_A.", ".lora_B.")]
-            path = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-            layer = modules[path]
+        for layer, a, b, scale in lora_factors(model, folder, adapter):
             layer.weight += ((b.float() @ a.float()) * scale).to(layer.weight.dtype)

@@ -84,6 +84,22 @@ class GenerativePRM(LabelPRM[CausalLM]):
         name = "toolprm-default" if str(ref) == DEFAULT_PRM else str(ref)
         return cls(CausalLM(model, tokenizer, name=name))
 
+    @classmethod
+    def on_policy_model(cls, ref: str, lm: CausalLM) -> GenerativePRM | None:
+        """The PRM ``ref`` as an adapter on the policy's loaded model, when ``ref`` is a plain LoRA of that model.
+
+        ``None`` otherwise (another base, a full model, a LoRA variant): load it with `from_pretrained`.
+        One base model then serves both, at the memory of the policy alone (`langchain_toolprm.prm.shared`).
+
+        Raises:
+            ValueError: The PRM was trained on another prompt format than this version writes.
+
+        """
+        from langchain_toolprm.prm.shared import adapted_lm
+
+        adapted = adapted_lm(ref, lm)
+        return cls(adapted) if adapted is not None else None
+
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
         usage = Usage()
         root = self.lm.prefix(render_context(messages, specs), usage)

@@ -78,7 +78,7 @@ def run_search(
         specs, choice = [], ToolChoice.parse(None, [])
     grammar = Grammar(specs, choice, max_calls=config.max_calls if config.parallel_tool_calls else 1)
     policy_obj = load_policy(policy)
-    prm_obj = load_prm(prm) if config.strategy in _USES_PRM else None
+    prm_obj = load_prm(prm, policy_obj) if config.strategy in _USES_PRM else None
     started = time.perf_counter()  # loading a model is not the search's time; encoding the prompt is
     policy_session = policy_obj.session(chat, specs, seed=config.seed)
     prm_session = prm_obj.session(chat, specs) if prm_obj is not None else None
