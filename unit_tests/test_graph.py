@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
@@ -80,7 +80,7 @@ async def test_custom_stream_async_with_messages(node: ToolPRMNode) -> None:
     assert any(p["toolprm"] == "step" for p in modes["custom"])
     # Message streaming carries the model's answers only, never the search's internal work.
     streamed = [message for message, meta in modes["messages"] if meta["langgraph_node"] == "agent"]
-    assert streamed and all(type(m).__name__ == "AIMessageChunk" for m in streamed)
+    assert streamed and all(isinstance(m, AIMessageChunk) for m in streamed)
     assert sum(m.chunk_position == "last" for m in streamed) == 2
 
 
