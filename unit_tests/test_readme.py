@@ -58,6 +58,9 @@ def packaged_is_tiny(long_tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(locate, "_convert_packaged", lambda model, cache: tiny_model_dir)
     monkeypatch.setattr(generative, "load_prm_model",
                         lambda ref, **kw: load_prm_model(tiny_model_dir if ref == "default" else ref, **kw))
+    # The stand-in "default" is a whole model, not the packaged adapter: it cannot share the policy's weights
+    # (that path has its own tests, unit_tests/test_shared_prm.py).
+    monkeypatch.setattr(components, "_prm_on", lambda ref, lm: None)
     # Models loaded by reference are kept per reference: no tiny stand-in may outlive this test.
     for cache in (components._policy, components._prm):
         cache.cache_clear()
