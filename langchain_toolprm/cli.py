@@ -15,7 +15,7 @@ from typing import get_args
 from langchain_toolprm.cli_options import Command, option, set_threads, threads_argument
 from langchain_toolprm.cli_prm import PRM_COMMANDS
 from langchain_toolprm.demo import DemoSettings
-from langchain_toolprm.evaluation.bench import add_bench_arguments, run_bench_command
+from langchain_toolprm.evaluation.bench import BenchSettings
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.search.config import Aggregation, SearchConfig
 
@@ -148,13 +148,42 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    option(parser, BenchSettings, "data", "--data")
+    option(parser, BenchSettings, "category", "--category")
+    option(parser, BenchSettings, "limit", "--limit", type=int)
+    option(parser, BenchSettings, "policy", "--policy")
+    option(parser, BenchSettings, "prm", "--prm")
+    option(parser, BenchSettings, "beams", "--beams", type=int)
+    option(parser, BenchSettings, "widths", "--widths", type=int, nargs="+")
+    option(parser, BenchSettings, "output", "--output")
+    option(parser, BenchSettings, "threads", "--threads", type=int)
+    parser.add_argument("--no-progress", action="store_true", help="no line per case on stderr")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from langchain_toolprm.evaluation.bench import bench_table, run_bench
+
+    settings = BenchSettings(**{name: getattr(args, name) for name in BenchSettings.model_fields})
+    report = run_bench(settings, progress=not args.no_progress)
+    print(bench_table(report))
+    if settings.output:
+        Path(settings.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(settings.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"figures in {settings.output}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "eval": Command("run strategies and (N, M) budgets over BFCL or record data; resumable", _eval_arguments, _eval),
     "plot": Command("draw accuracy against compute (PNG) from eval result folders", _plot_arguments, _plot),
     "demo": Command("run a small tool-using agent on a question and draw its search as a tree",
                     _demo_arguments, _demo),
     **PRM_COMMANDS,
-    "bench": Command("cost of greedy, beam and the floor on the same cases", add_bench_arguments, run_bench_command),
+    "bench": Command("cost of greedy, beam and the floor on the same cases", _bench_arguments, _bench),
 }
 
 

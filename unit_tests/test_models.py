@@ -374,6 +374,6 @@ def test_load_hub_failure_is_a_model_error(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable GPU")
 def test_cuda_without_a_gpu_fails_before_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loader, "_locate", lambda *a: pytest.fail("resolved the model before checking the device"))
+    monkeypatch.setattr(loader, "locate_model", lambda *a: pytest.fail("resolved the model before checking the device"))
     with pytest.raises(ModelLoadError, match=r"device='cuda'.*device='cpu'"):
         load_causal_lm("SomeOrg/some-model", cache_dir=tmp_path, device="cuda")

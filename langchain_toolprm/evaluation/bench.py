@@ -10,7 +10,6 @@ the ratios, which are the claim.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -19,8 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import UnionType
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,13 +30,13 @@ if TYPE_CHECKING:
     from langchain_toolprm.policy.transformers import TransformersPolicy
     from langchain_toolprm.search.results import SearchResult
 
-__all__ = ["BenchSettings", "add_bench_arguments", "bench_table", "run_bench", "run_bench_command"]
+__all__ = ["BenchSettings", "bench_table", "run_bench"]
 
 GREEDY, FLOOR = "greedy", "floor"
 
 
 class BenchSettings(BaseModel):
-    """What ``toolprm bench`` runs; every field is a command-line option of the same name."""
+    """What ``toolprm bench`` runs; every field is a command-line option of the same name (`langchain_toolprm.cli`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -231,31 +229,3 @@ def bench_table(report: dict[str, Any]) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per `BenchSettings` field, its default and help from the field."""
-    for name, info in BenchSettings.model_fields.items():
-        annotation = info.annotation
-        kind = annotation
-        if get_origin(annotation) in (Union, UnionType):  # ``int | None``: the option takes an int
-            kind = next(a for a in get_args(annotation) if a is not type(None))
-        kwargs: dict[str, Any] = {"default": info.get_default(call_default_factory=True), "help": info.description}
-        if get_origin(kind) is list:
-            kwargs |= {"nargs": "+", "type": get_args(kind)[0]}
-        elif kind in (int, float):
-            kwargs["type"] = kind
-        parser.add_argument("--" + name.replace("_", "-"), **kwargs)
-    parser.add_argument("--no-progress", action="store_true", help="no line per case on stderr")
-
-
-def run_bench_command(args: argparse.Namespace) -> int:
-    """``toolprm bench``: run, print the table, write the JSON file when asked."""
-    settings = BenchSettings(**{name: getattr(args, name) for name in BenchSettings.model_fields})
-    report = run_bench(settings, progress=not args.no_progress)
-    print(bench_table(report))
-    if settings.output:
-        Path(settings.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(settings.output).write_text(json.dumps(report, indent=2), encoding="utf-8")
-        print(f"figures in {settings.output}")
-    return 0

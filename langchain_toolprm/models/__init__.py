@@ -13,7 +13,7 @@ Modules: `registry` (the packaged models and the cache folder), `locate` (where 
 """
 
 from langchain_toolprm.models.loader import load_causal_lm
-from langchain_toolprm.models.locate import check_bare_name, resolve_model
+from langchain_toolprm.models.locate import check_bare_name, locate_model, resolve_model
 from langchain_toolprm.models.registry import (
     DEFAULT_POLICY,
     PACKAGED_MODELS,
@@ -32,6 +32,7 @@ __all__ = [
     "check_bare_name",
     "default_cache_dir",
     "load_causal_lm",
+    "locate_model",
     "resolve_model",
     "short_model_names",
     "unknown_name_message",

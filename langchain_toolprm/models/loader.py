@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from langchain_toolprm.models.locate import _hub_online, _locate
+from langchain_toolprm.models.locate import _hub_online, locate_model
 from langchain_toolprm.models.registry import ModelLoadError, _packaged_names
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def load_causal_lm(
     torch_dtype = _torch_dtype(dtype)
     target = device or _default_device()
     _check_device(target)
-    located = _locate(ref, cache_dir)
+    located = locate_model(ref, cache_dir)
     local = isinstance(located, str) and not _hub_online(located)
     started = time.perf_counter()
     try:

@@ -135,7 +135,7 @@ def check_bare_name(ref: str, names: list[str], what: str) -> None:
     raise ModelLoadError(f"{unknown_name_message(ref, names, what)} Looking it up on the hub: {problem}.")
 
 
-def _locate(ref: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> Path | str:
+def locate_model(ref: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> Path | str:
     """Resolve a reference to a local folder (converting GGUF files on first use) or a hub id string.
 
     Kept apart from :func:`resolve_model` so :func:`load_causal_lm` can hand hub ids straight to
@@ -206,7 +206,7 @@ def resolve_model(ref: str | os.PathLike[str], *, cache_dir: str | os.PathLike[s
             the conversion failed, or the hub download failed.
 
     """
-    located = _locate(ref, cache_dir)
+    located = locate_model(ref, cache_dir)
     if isinstance(located, Path):
         return located
     return _download_hub(located)

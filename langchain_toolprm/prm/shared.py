@@ -115,7 +115,7 @@ def adapted_lm(ref: str | Path, lm: CausalLM) -> AdaptedLM | None:
         ValueError: The PRM was trained on another prompt format than this version writes.
 
     """
-    from langchain_toolprm.models.locate import _locate
+    from langchain_toolprm.models import locate_model
     from langchain_toolprm.prm.adapters import DEFAULT_PRM, plain_lora
 
     lora = plain_lora(ref)
@@ -123,7 +123,7 @@ def adapted_lm(ref: str | Path, lm: CausalLM) -> AdaptedLM | None:
         return None
     folder, adapter, base = lora
     loaded_from = getattr(lm.model.config, "_name_or_path", None)
-    if not loaded_from or str(_locate(base, None)) != str(loaded_from):
+    if not loaded_from or str(locate_model(base, None)) != str(loaded_from):
         return None
     name = "toolprm-default" if str(ref) == DEFAULT_PRM else str(ref)
     return AdaptedLM(lm, LoraSwitch(lm.model, folder, adapter), name)
