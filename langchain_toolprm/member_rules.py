@@ -52,7 +52,13 @@ def _compiles(body: str) -> bool:
 
 
 def _literal(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    """A Lark string literal of ``text``.
+
+    Printable characters stand as they are; the rest (DEL and the C1 controls among them, which the Lark
+    lexer refuses raw) as JSON escapes, surrogate pairs outside the Basic Multilingual Plane, which the
+    lexer reads back to the same characters.
+    """
+    return '"' + "".join(json.dumps(c, ensure_ascii=not c.isprintable())[1:-1] for c in text) + '"'
 
 
 class _Rules:

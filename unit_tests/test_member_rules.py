@@ -62,6 +62,23 @@ def test_members_inside_containers_are_exact(grammars: tuple[ValueGrammars, Any]
     assert [t for t in invalid if _accepts(grammars, schema, t)] == []
 
 
+
+# Members and keys with characters the Lark lexer refuses raw in a literal (C0/C1 controls, DEL, format and
+# private-use characters, one outside the Basic Multilingual Plane); found by benchmarks/schema_sweep.py,
+# where such a grammar did not compile and its values were sampled freely (and never valid).
+ODD = ["\x96\x7f\xe6", "\x7f\xef", "\U001055a0{", "a\u200bb", "\x00\x1f"]
+
+
+@pytest.mark.parametrize("member", ODD)
+def test_members_with_unprintable_characters_compile_and_are_exact(grammars: tuple[ValueGrammars, Any],
+                                                                     member: str) -> None:
+    for schema in ({"type": "string", "enum": [member, ""]}, {"const": member},
+                   {"type": "object", "properties": {member: {"const": member}}, "required": [member]}):
+        text = json.dumps(member, ensure_ascii=False)
+        written = f"{{{text}: {text}}}" if schema.get("type") == "object" else text
+        assert _accepts(grammars, schema, written), schema
+        assert not _accepts(grammars, schema, '"x"'), schema
+
 def test_schemas_without_members_keep_llguidance_json() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     assert value_grammar_text(schema).endswith("value: %json " + json.dumps(
