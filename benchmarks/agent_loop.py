@@ -1,6 +1,7 @@
 """The agent-loop check: `create_agent` with `ToolPRMChatModel` and the demo's tools on everyday questions.
 
-Each question needs one or two calls; the agent must answer in text, with no call repeated. Prints,
+Each question needs one or two calls; the agent must answer in text (a call written as text is no
+answer), with no call repeated. Prints,
 per question, the calls made, whether one repeated, the model turns, the answer and the seconds, and
 writes them as JSON:
 
@@ -20,6 +21,9 @@ from langchain_core.messages import AIMessage, ToolMessage
 
 from langchain_toolprm import ToolPRMChatModel
 from langchain_toolprm.demo import DEMO_TOOLS
+from langchain_toolprm.formats import parse_calls_lenient
+
+TOOL_NAMES = {t.name for t in DEMO_TOOLS}
 
 QUESTIONS = [
     "How many kilometers is a 26.2 mile marathon?",
@@ -44,7 +48,8 @@ def run_question(agent: Any, question: str) -> dict[str, Any]:
         "repeated_call": len(calls) != len(set(calls)),
         "model_turns": sum(isinstance(m, AIMessage) for m in messages),
         "tool_results": [str(m.content)[:80] for m in messages if isinstance(m, ToolMessage)],
-        "answered_in_text": isinstance(last, AIMessage) and not last.tool_calls and bool(str(last.content).strip()),
+        "answered_in_text": isinstance(last, AIMessage) and not last.tool_calls and bool(str(last.content).strip())
+        and not any(c["name"] in TOOL_NAMES for c in parse_calls_lenient(str(last.content))),
         "answer": str(last.content)[:200],
         "seconds": round(seconds, 1),
     }

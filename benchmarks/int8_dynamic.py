@@ -4,10 +4,12 @@
 quantised on the fly): on the prompts of the first BFCL simple_python cases, the agreement of the
 next-token logits (largest difference, same top token at every prompt position) and the time of a
 prefill and of a decoding step, interleaved rounds, the best of each; then greedy's calls on those
-cases with each model. ``--keep down_proj`` leaves the layers of that name in float32 (the MLP output
-projection reads the largest activations, which one scale per tensor quantises worst).
+cases with each model. ``--per-channel`` gives each output channel its own weight scale (torch's
+default is one per tensor); ``--keep down_proj`` leaves the layers of that name in float32 (the MLP
+output projection reads the largest activations, which one scale per tensor quantises worst).
 
-    OMP_NUM_THREADS=1 python benchmarks/int8_dynamic.py --cases 3 --output FILE [--keep down_proj]
+    OMP_NUM_THREADS=1 python benchmarks/int8_dynamic.py --data ../shared/data/bfcl_v4 --cases 3 \
+        --output FILE [--per-channel] [--keep down_proj]
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from typing import Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cases", type=int, default=3)
+    parser.add_argument("--data", default=None, help="BFCL data folder (default: the installed bfcl-eval package's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default=None)
     parser.add_argument("--keep", nargs="*", default=[], help="linear layer names left in float32")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="one weight scale per output channel (default: one per tensor, torch's default)")
     args = parser.parse_args()
 
     import torch
@@ -44,13 +49,15 @@ def main() -> None:
     assert isinstance(fp32, TransformersPolicy)
     started = time.perf_counter()
     # The head shares its weight with the embedding; quantising it would untie them, so it stays float.
-    chosen = {name: torch.ao.quantization.default_dynamic_qconfig for name, module in fp32.lm.model.named_modules()
+    qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if args.per_channel
+               else torch.ao.quantization.default_dynamic_qconfig)
+    chosen = {name: qconfig for name, module in fp32.lm.model.named_modules()
               if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in args.keep}
     quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32.lm.model), chosen, dtype=torch.qint8)
     quantized.lm_head = fp32.lm.model.lm_head
     quantize_seconds = time.perf_counter() - started
     int8 = TransformersPolicy(CausalLM(quantized, fp32.lm.tokenizer, name="int8"))
-    cases = load_cases(EvalConfig(data="/work/shared/data/bfcl_v4", categories=["simple_python"], limit=args.cases))
+    cases = load_cases(EvalConfig(data=args.data, categories=["simple_python"], limit=args.cases))
 
     def passes(lm: CausalLM, ids: torch.Tensor) -> tuple[float, float, torch.Tensor]:
         started = time.perf_counter()
@@ -88,7 +95,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
-            json.dump({"threads": torch.get_num_threads(), "keep": args.keep,
+            json.dump({"threads": torch.get_num_threads(), "keep": args.keep, "per_channel": args.per_channel,
                        "quantize_seconds": round(quantize_seconds, 1), "rows": rows}, handle, indent=2)
 
 

@@ -8,7 +8,7 @@ case's prompt and a decoding step after it, for the policy (plain, peft disabled
 (merged copy, hooks, peft enabled). Resident memory after loading the policy, the PRM on its weights,
 then the merged copy.
 
-    OMP_NUM_THREADS=1 python benchmarks/lora_switch.py --cases 3 --rounds 5 --output FILE
+    OMP_NUM_THREADS=1 python benchmarks/lora_switch.py --data ../shared/data/bfcl_v4 --cases 3 --rounds 5 --output FILE
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cases", type=int, default=3)
+    parser.add_argument("--data", default=None, help="BFCL data folder (default: the installed bfcl-eval package's)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
@@ -59,7 +60,7 @@ def main() -> None:
     peft_model = PeftModel.from_pretrained(load_causal_lm(DEFAULT_POLICY)[0], str(default_prm_path())).eval()
     peft_lm = CausalLM(peft_model.get_base_model(), policy.lm.tokenizer, name="peft")  # LoRA layers inside
     peft_prm = GenerativePRM(peft_lm)
-    cases = load_cases(EvalConfig(data="/work/shared/data/bfcl_v4", categories=["simple_python"], limit=args.cases))
+    cases = load_cases(EvalConfig(data=args.data, categories=["simple_python"], limit=args.cases))
 
     exact = []
     for case in cases:

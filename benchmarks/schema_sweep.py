@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from langchain_toolprm import SearchConfig, run_search
 from langchain_toolprm.components import load_policy
 from unit_tests.conftest import save_tiny_model
-from unit_tests.schema_strategies import tools
+from unit_tests.schema_strategies import tiny_searches, tools
 
 
 def main() -> None:
@@ -45,12 +43,7 @@ def main() -> None:
     def sweep(drawn: tuple[dict[str, Any], bool], seed: int) -> None:
         tool, _ = drawn
         counts["schemas"] += 1
-        for strategy in ("greedy", "beam"):
-            config = SearchConfig(strategy=strategy, num_beams=2, beam_width=2, max_value_tokens=16, max_steps=64,
-                                  seed=seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = run_search("Call the tool.", [tool], policy=policy, tool_choice="required", config=config)
+        for strategy, result in tiny_searches(tool, policy, seed):
             counts[f"{strategy} finished"] += result.finished
             if not result.finished:
                 unfinished.append({"strategy": strategy, "seed": seed, "tool": tool, "partial": result.partial})

@@ -20,6 +20,7 @@ from langchain_toolprm.tools import ToolSpec, enumerable_values
 __all__ = [
     "Action",
     "Call",
+    "CallKey",
     "Decision",
     "Grammar",
     "GrammarState",
@@ -111,6 +112,10 @@ class Action:
         return cls(StepTag.TOTAL_FINISH)
 
 
+CallKey = tuple[str, tuple[tuple[str, str], ...]]
+"""`Call.key`: a call's name and its arguments as sorted ``(name, canonical JSON)`` pairs."""
+
+
 @dataclass(frozen=True)
 class Call:
     """A finished call; arguments keep the order in which they were written."""
@@ -122,9 +127,14 @@ class Call:
         """``{"name", "arguments"}`` with decoded values."""
         return {"name": self.name, "arguments": {p: json.loads(v) for p, v in self.arguments}}
 
-    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+    def key(self) -> CallKey:
         """An order-free identity: the same call written with its arguments in another order."""
         return self.name, tuple(sorted(self.arguments))
+
+    @classmethod
+    def of(cls, name: str, arguments: Mapping[str, Any]) -> Call:
+        """A call from its name and decoded arguments (a conversation's earlier tool calls)."""
+        return cls(name, tuple((p, canonical_json(v)) for p, v in arguments.items()))
 
 
 @dataclass(frozen=True)
@@ -240,12 +250,16 @@ class Grammar:
         specs: The bound tools.
         tool_choice: The caller's calling constraint.
         max_calls: The most calls in one turn (1 when parallel calls are not allowed).
+        answered: Keys of calls whose results the conversation already holds (`Call.key`); like a call
+            already made in this turn, none of them may be made again: its result would tell nothing new,
+            and an agent that repeats it loops.
 
     """
 
     specs: Sequence[ToolSpec]
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     max_calls: int = 8
+    answered: frozenset[CallKey] = frozenset()
 
     def __post_init__(self) -> None:
         self._by_name = {spec.name: spec for spec in self.specs}
@@ -281,8 +295,8 @@ class Grammar:
         if state.function is not None:
             spec = self.spec(state.function)
             actions = [Action.arg(p) for p in spec.properties if p not in state.filled]
-            # A call identical to one already made in this turn is never wanted: it may not end.
-            done_keys = {call.key() for call in state.calls}
+            # A call identical to one already made in this turn, or already answered, may not end.
+            done_keys = {call.key() for call in state.calls} | self.answered
             if all(r in state.filled for r in spec.required) and (
                 Call(spec.name, state.arguments).key() not in done_keys
             ):
@@ -296,7 +310,9 @@ class Grammar:
             return [Action.finish()]
         if choice.mode == "function":
             return [Action.call(choice.function or "")] if n == 0 else [Action.finish()]
-        actions = [Action.call(spec.name) for spec in self.specs]
+        made = {call.key() for call in state.calls} | self.answered
+        # A function without parameters has one call; once made, or answered, it is not proposed again.
+        actions = [Action.call(spec.name) for spec in self.specs if spec.properties or (spec.name, ()) not in made]
         if choice.mode == "auto" or n > 0:
             actions.append(Action.finish())
         return actions

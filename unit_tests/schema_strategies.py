@@ -7,9 +7,13 @@ of disjoint branches, nested objects and arrays, unicode names and local ``$defs
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import strategies as st
+
+from langchain_toolprm import SearchConfig, SearchResult, run_search
 
 Drawn = tuple[dict[str, Any], bool]
 
@@ -126,3 +130,16 @@ def tools(draw: st.DrawFn) -> tuple[dict[str, Any], bool]:
     return ({"type": "function", "function": {"name": f"t_{name}", "description": "A generated tool.",
                                               "parameters": parameters}},
             all(ok for _, ok in params.values()))
+
+
+def tiny_searches(tool: dict[str, Any], policy: Any, seed: int) -> Iterator[tuple[str, SearchResult]]:
+    """The suite's tiny-model searches of ``tool`` under ``tool_choice="required"``: greedy, then beam (N=2, M=2).
+
+    Shared by the property suite and `benchmarks/schema_sweep.py`, so both check the same thing.
+    """
+    for strategy in ("greedy", "beam"):
+        config = SearchConfig(strategy=strategy, num_beams=2, beam_width=2, max_value_tokens=16, max_steps=64,
+                              seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield strategy, run_search("Call the tool.", [tool], policy=policy, tool_choice="required", config=config)

@@ -517,6 +517,18 @@ def test_max_tool_turns_answers_in_text(model: ToolPRMChatModel, scripted_prm: A
     assert eager.bind_tools([set_light]).invoke([*history, AIMessage("Done."), HumanMessage("Bedroom too")]).tool_calls
 
 
+def test_an_answered_call_is_not_made_again(model: ToolPRMChatModel, scripted_prm: Any) -> None:
+    """An agent whose PRM always wants ``ping`` gets its result once, then answers; ``repeat_calls`` allows more."""
+    eager = model.model_copy(update={"prm": scripted_prm(keep_calling=True, prefer="ping"), "max_tool_turns": None})
+    history = [HumanMessage("Is the server up?"), AIMessage("", tool_calls=[{"name": "ping", "args": {}, "id": "c1"}]),
+               ToolMessage("pong", tool_call_id="c1", name="ping")]
+    assert eager.bind_tools([ping, set_light]).invoke(history).tool_calls == []
+    again = eager.bind_tools([ping, set_light]).invoke(history, repeat_calls=True).tool_calls
+    assert [c["name"] for c in again] == ["ping"]
+    # a new user message starts a new exchange: the same call is open again
+    later = [*history, AIMessage("It is up."), HumanMessage("And now?")]
+    assert [c["name"] for c in eager.bind_tools([ping, set_light]).invoke(later).tool_calls] == ["ping"]
+
 def test_a_call_written_as_the_text_answer_is_a_tool_call() -> None:
     from unit_tests.engine_fakes import TargetPolicy
 

@@ -1,6 +1,6 @@
 import pytest
 
-from langchain_toolprm.grammar import Action, Grammar, StepTag, ToolChoice
+from langchain_toolprm.grammar import Action, Call, Grammar, StepTag, ToolChoice
 from langchain_toolprm.tools import to_tool_specs
 
 TOOLS = [
@@ -71,13 +71,30 @@ def test_max_calls_and_duplicates():
     g = grammar(max_calls=2)
     one = [Action.call("ping"), Action.end_args(), Action.end_call()]
     s = g.walk(one)[-1]
-    # the same call again may not end: ping has no other arguments, so the branch is dead
-    s2 = g.apply(s, Action.call("ping"))
-    assert g.decision(s2).actions == ()
+    # ping has no parameters, so its one call is made: it is not offered again (the branch would be dead)
+    assert Action.call("ping") not in g.decision(s).actions
+    assert Action.call("get_weather") in g.decision(s).actions
+    s2 = g.walk([Action.call("get_weather"), Action.arg("city"), Action.set_value("A"), Action.end_args(),
+                 Action.end_call(), Action.call("get_weather"), Action.arg("city"), Action.set_value("A")])[-1]
+    assert Action.end_args() not in g.decision(s2).actions  # the same call again may not end
     path = g.actions_for_calls([{"name": "get_weather", "arguments": {"city": "A"}},
                                 {"name": "get_weather", "arguments": {"city": "B"}}])
     s = g.walk(path[:-1])[-1]
     assert g.decision(s).actions == (Action.finish(),)  # max_calls reached
+
+
+
+def test_calls_the_conversation_already_answered_are_not_made_again():
+    """An agent that repeats a call whose result it holds loops; other arguments or functions stay open."""
+    answered = frozenset({Call.of("get_weather", {"city": "A"}).key(), Call.of("ping", {}).key()})
+    g = grammar(answered=answered)
+    s = g.initial()
+    assert set(g.decision(s).actions) == {Action.call("get_weather"), Action.finish()}
+    s = g.walk([Action.call("get_weather"), Action.arg("city"), Action.set_value("A")])[-1]
+    assert Action.end_args() not in g.decision(s).actions
+    assert Action.arg("unit") in g.decision(s).actions  # the same function with more arguments is another call
+    s = g.walk([Action.call("get_weather"), Action.arg("city"), Action.set_value("B")])[-1]
+    assert Action.end_args() in g.decision(s).actions
 
 
 def test_actions_for_calls_round_trip_and_rejects():

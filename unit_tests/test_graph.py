@@ -111,10 +111,14 @@ def test_node_errors_are_clear(node: ToolPRMNode, tiny_model_dir: Path) -> None:
 
 
 def test_an_agent_ends_by_default(tiny_model_dir: Path, tiny_policy: Any, scripted_prm: Any) -> None:
-    """A model that always wants one more call still answers in text after three tool turns, untold."""
+    """A model that always wants one more call still answers in text after three tool turns, untold.
+
+    (``repeat_calls``: the tiny model may then make the same call again, as a model that loops would.)
+    """
     from langchain.agents import create_agent
 
-    model = ToolPRMChatModel(policy=str(tiny_model_dir), prm=scripted_prm(keep_calling=True), **FAST)
+    model = ToolPRMChatModel(policy=str(tiny_model_dir), prm=scripted_prm(keep_calling=True), repeat_calls=True,
+                             **FAST)
     assert model.max_tool_turns == 3
     out = create_agent(model, [set_light]).invoke({"messages": [("user", "Kitchen light on")]})
     calls = [m for m in out["messages"] if isinstance(m, AIMessage) and m.tool_calls]

@@ -11,7 +11,6 @@ and with the tiny real model (200 schemas, greedy and beam), and every finished 
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from jsonschema import Draft202012Validator
 
 from langchain_toolprm import SearchConfig, ToolPRMChatModel, ToolSchemaError, run_search, to_tool_specs
 from unit_tests.engine_fakes import RandomPolicy
-from unit_tests.schema_strategies import tools
+from unit_tests.schema_strategies import tiny_searches, tools
 
 COUNTS: Counter[str] = Counter()
 SUITE: dict[str, Any] = {"deadline": None, "database": None, "derandomize": True,
@@ -69,12 +68,7 @@ def test_generated_schemas_bind_iff_satisfiable_and_calls_validate(drawn: tuple[
 def test_generated_schemas_on_the_tiny_model(tiny_policy: Any, drawn: tuple[dict[str, Any], bool], seed: int) -> None:
     tool, _ = drawn
     COUNTS["tiny schemas"] += 1
-    for strategy in ("greedy", "beam"):
-        config = SearchConfig(strategy=strategy, num_beams=2, beam_width=2, max_value_tokens=16, max_steps=64,
-                              seed=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = run_search("Call the tool.", [tool], policy=tiny_policy, tool_choice="required", config=config)
+    for strategy, result in tiny_searches(tool, tiny_policy, seed):
         COUNTS[f"tiny {strategy} finished"] += result.finished
         if result.finished:
             assert result.calls

@@ -73,6 +73,20 @@ def test_tree_scoring_matches_full_forward(lm):
         assert a == pytest.approx(b, abs=1e-4)
 
 
+
+def test_next_token_logits_of_a_few_tokens_match_the_full_head(lm):
+    """A PRM's label logits come from the head's rows for its labels: the numbers of a full forward."""
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    texts = ["<tool_call>", '{"name": "multiply"', "hello"]
+    token_ids = [lm.single_token_id(" +"), lm.single_token_id(" -"), 7]
+    got = lm.next_token_logits(root, texts, token_ids)
+    assert got.shape == (len(texts), len(token_ids))
+    for row, text in zip(got, texts, strict=True):
+        ids = torch.tensor([root.ids + lm.encode(text)])
+        with torch.inference_mode():
+            full = lm.model(input_ids=ids).logits[0, -1].float()
+        assert row.tolist() == pytest.approx(full[token_ids].tolist(), abs=1e-4)
+
 def test_greedy_sampling_matches_argmax(lm):
     root = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     (sample,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=5)
@@ -116,6 +130,33 @@ def test_a_banned_opening_cannot_start_the_sample(lm, monkeypatch):
     (spaced,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=["{"])
     assert spaced.token_ids[0] == newline and spaced.token_ids[1] != brace
 
+
+
+def test_no_call_allowed_still_answers_in_words(tiny_policy, monkeypatch):
+    """Under tool_choice="none" (an agent's last turn) the tools leave the prompt, but a model that wants to
+    call again must still not open its answer with a call written as text: the answer is what the call
+    openings leave over, as when the search chose no call itself."""
+    lm = tiny_policy.lm
+    brace = lm.tokenizer.convert_tokens_to_ids("{")
+    end = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    (word,) = lm.encode(" the")
+    logits = lm._logits
+
+    def prefer_brace(hidden):
+        out = logits(hidden).clone()
+        out[..., brace] += 100.0
+        out[..., end] += 90.0  # and, denied its call, it would rather say nothing
+        out[..., word] += 80.0
+        return out
+
+    monkeypatch.setattr(lm, "_logits", prefer_brace)
+    config = SearchConfig(strategy="greedy", answer_in_text=True, max_new_tokens=4)
+    result = run_search(Q, TOOLS, policy=tiny_policy, tool_choice="none", config=config)
+    assert result.finished and not result.calls
+    assert not result.text.lstrip().startswith(("{", "[", "<tool_call>", "```")), result.text
+    assert result.text.lstrip().startswith("the")  # an answer says something before it may end
+    untooled = run_search(Q, [], policy=tiny_policy, config=config)  # no tools at all: nothing to keep apart
+    assert untooled.text.lstrip().startswith("{")
 
 def test_sample_many_pads_prefixes_of_different_lengths(lm):
     """Rows of different lengths and roots, decoded together, match each one decoded alone."""

@@ -168,11 +168,13 @@ class CausalLM(ScoringLM):
                 step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
                 allowed = logits
                 opening = [s for s in running if draws[owners[slots[s]]].ban_first and blank[slots[s]]]
-                if opening:  # until a row has written more than white space, it may not open a call
+                if opening:  # until a row has written more than white space, it may not open a call, nor end
                     allowed = logits.clone()
+                    stops = list(self.stop_ids)
                     for slot in opening:
                         banned = self._opening_mask_for(draws[owners[slots[slot]]].ban_first)
                         allowed[slot, : len(banned)][banned] = -math.inf
+                        allowed[slot, stops] = -math.inf
                 if any(m is not None for m in matchers):
                     running_set = set(running)
                     allowed = mask_rows(allowed, [matchers[slots[s]] if s in running_set else None

@@ -88,9 +88,26 @@ class ScoringLM(TokenizedLM):
                                         **{self._cache_kwarg: cache}, **extra)
         return out.last_hidden_state
 
+    def _head(self) -> Any:
+        """The output head (the module that turns final hidden states into logits)."""
+        return self.model.get_output_embeddings()
+
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self._torch.inference_mode():
-            return self.model.get_output_embeddings()(hidden).float()
+            return self._head()(hidden).float()
+
+    def _token_logits(self, hidden: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
+        """The logits of ``token_ids`` alone, from their rows of the output head.
+
+        A PRM reads two label tokens; the whole head (a 150k vocabulary: a quarter of a 0.5B model's
+        weights) would cost it as much again as the forward pass over the candidates.
+        """
+        torch = self._torch
+        head = self._head()
+        index = torch.tensor(list(token_ids), device=head.weight.device)
+        bias = head.bias.index_select(0, index) if getattr(head, "bias", None) is not None else None
+        with torch.inference_mode():
+            return torch.nn.functional.linear(hidden, head.weight.index_select(0, index), bias).float()
 
     def prefix(self, text: str, usage: Usage | None = None) -> Prefix:
         """Encode a root text (a prompt) once for reuse."""
@@ -251,7 +268,7 @@ class ScoringLM(TokenizedLM):
         with self._lock:
             hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
         last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
-        return self._logits(last)[:, list(token_ids)]
+        return self._token_logits(last, token_ids)
 
     def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
         """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).

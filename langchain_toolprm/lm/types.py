@@ -90,7 +90,8 @@ class Draw:
         ban_first: Texts the first written token (white space aside) may not start, in
             `CausalLM.opening_logprob`'s sense: a text
             answer, once the search decided that no call fits, is drawn from what the call openings
-            leave over, the same mass that "answer in text" was scored by.
+            leave over, the same mass that "answer in text" was scored by. Such a row may not end
+            before it has written something either: an empty answer answers nothing.
 
     """
 

@@ -15,7 +15,7 @@ it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +102,12 @@ class AdaptedLM(CausalLM):
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         with self._lock, self.switch.active():  # the head too, for an adapter that targets it
             return super()._logits(hidden)
+
+    def _token_logits(self, hidden: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
+        head = self._head()
+        if any(layer is head for layer, _, _ in self.switch.factors):  # the adapter changes the head: all of it
+            return self._logits(hidden)[:, list(token_ids)]
+        return super()._token_logits(hidden, token_ids)
 
 
 def adapted_lm(ref: str | Path, lm: CausalLM) -> AdaptedLM | None:

@@ -44,6 +44,10 @@ class SearchConfig(BaseModel):
     temperature: float = Field(0.8, ge=0.0, description="Sampling temperature for free values and samples.")
     max_calls: int = Field(8, ge=1, description="Most calls in one turn.")
     parallel_tool_calls: bool = Field(True, description="Allow several calls in one turn.")
+    repeat_calls: bool = Field(
+        False, description="When the model may choose (tool_choice auto), allow a call identical to one whose"
+        " result the conversation already holds since its latest user message: for tools whose result changes"
+        " between identical calls. Off, an agent cannot loop on one call.")
     max_value_tokens: int = Field(64, ge=1, description="Token limit for one sampled argument value.")
     max_new_tokens: int = Field(256, ge=1, description="Token limit for free text (answers, unconstrained).")
     max_steps: int = Field(256, ge=1, description="Search rounds before giving up on unfinished beams.")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
 from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.formats import FormatError, parse_calls_lenient
-from langchain_toolprm.grammar import Grammar, ToolChoice
-from langchain_toolprm.messages import to_chat_messages
+from langchain_toolprm.grammar import Call, CallKey, Grammar, ToolChoice
+from langchain_toolprm.messages import ChatMessage, to_chat_messages
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.search.beam import beam_search, greedy_search
@@ -72,11 +72,14 @@ def run_search(
     choice = ToolChoice.parse(tool_choice, [s.name for s in specs])
     if choice.mode == "required" and not specs:
         raise ValueError(f"tool_choice={tool_choice!r} asks for a tool call, but no tools were given.")
+    bound = bool(specs)
     if choice.mode == "none" and specs:
         # No call is allowed, so the tool list would only tempt a small model to write calls as text
         # (the packaged 0.5B repeats its last call as JSON); the turn is searched without it.
         specs, choice = [], ToolChoice.parse(None, [])
-    grammar = Grammar(specs, choice, max_calls=config.max_calls if config.parallel_tool_calls else 1)
+    answered = _answered(chat) if choice.mode == "auto" and not config.repeat_calls else frozenset()
+    grammar = Grammar(specs, choice, max_calls=config.max_calls if config.parallel_tool_calls else 1,
+                      answered=answered)
     policy_obj = load_policy(policy)
     prm_obj = load_prm(prm, policy_obj) if config.strategy in _USES_PRM else None
     started = time.perf_counter()  # loading a model is not the search's time; encoding the prompt is
@@ -88,25 +91,34 @@ def run_search(
         if ctx.out_of_time():
             result.text, result.truncated = "", True
         else:
-            _text_answer(ctx, result)
+            _text_answer(ctx, result, keep_calls_out=bound)
     result.timed_out = ctx.timed_out
     result.cost = ctx.cost()
     return result
 
 
-def _text_answer(ctx: SearchContext, result: SearchResult) -> None:
+def _answered(chat: Sequence[ChatMessage]) -> frozenset[CallKey]:
+    """The calls the assistant made since the latest user message (their results follow them)."""
+    latest_user = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=-1)
+    turns = [m for m in chat[latest_user + 1:] if m["role"] == "assistant"]
+    calls = [c["function"] for m in turns for c in m.get("tool_calls") or []]
+    return frozenset(Call.of(c["name"], c["arguments"]).key() for c in calls if isinstance(c["arguments"], Mapping))
+
+
+def _text_answer(ctx: SearchContext, result: SearchResult, keep_calls_out: bool) -> None:
     """The policy's own words when the search decided that no tool fits.
 
-    With tools bound, the answer is drawn from what the call openings leave over
-    (`PolicySession.sample_answer`): the mass "answer in text" was scored by. (Without tools nothing
-    is masked: a text answer may be JSON.) A model may still write a call later in the text, or a
+    With tools bound (``keep_calls_out``: under ``tool_choice="none"`` too, where they left the prompt
+    but the conversation's earlier calls still invite another), the answer is drawn from what the call
+    openings leave over (`PolicySession.sample_answer`): the mass "answer in text" was scored by.
+    (Without tools nothing is masked: a text answer may be JSON.) A model may still write a call later in the text, or a
     policy that cannot mask tokens may open with one (bare JSON, a fence, tags); returned as the
     answer, it would reach the user as JSON and the tool would never run. A call the grammar can
     write (bound tool, valid arguments, allowed by ``tool_choice``) becomes a tool call; one naming a
     bound tool with arguments that break its schema becomes ``partial`` (an invalid call, with the
     reason), so it is not passed off as an answer either.
     """
-    openings = ctx.policy.format.openings() if ctx.specs else ()
+    openings = ctx.policy.format.openings() if keep_calls_out else ()
     sample = ctx.policy.sample_answer(ctx.config.max_new_tokens, openings)
     names = {spec.name for spec in ctx.specs} if ctx.grammar.tool_choice.mode != "none" else set()
     calls = [c for c in parse_calls_lenient(sample.text) if c["name"] in names][: ctx.grammar.max_calls]
