@@ -129,6 +129,17 @@ def test_a_banned_opening_cannot_start_the_sample(lm, monkeypatch):
     monkeypatch.setattr(lm, "_logits", newline_then_brace)
     (spaced,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=["{"])
     assert spaced.token_ids[0] == newline and spaced.token_ids[1] != brace
+    # nor does a token that holds an opening behind another character (the 0.5B, kept from `{`, wrote `({"`)
+    (holder,) = (i for i in range(len(lm.tokenizer)) if lm.decode([i]).strip() == '[{"')
+
+    def prefer_holder(hidden):
+        out = logits(hidden).clone()
+        out[..., holder] += 100.0
+        return out
+
+    monkeypatch.setattr(lm, "_logits", prefer_holder)
+    (held,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=['{"'])
+    assert held.token_ids[0] != holder
 
 
 

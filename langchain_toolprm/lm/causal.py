@@ -172,7 +172,7 @@ class CausalLM(ScoringLM):
                     allowed = logits.clone()
                     stops = list(self.stop_ids)
                     for slot in opening:
-                        banned = self._opening_mask_for(draws[owners[slots[slot]]].ban_first)
+                        banned = self._opening_mask_for(draws[owners[slots[slot]]].ban_first, anywhere=True)
                         allowed[slot, : len(banned)][banned] = -math.inf
                         allowed[slot, stops] = -math.inf
                 if any(m is not None for m in matchers):

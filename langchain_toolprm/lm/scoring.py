@@ -39,7 +39,7 @@ class ScoringLM(TokenizedLM):
         # Forward passes are not re-entrant on one model object across threads on every backend;
         # one lock keeps concurrent searches (abatch, async agents) correct.
         self._lock = threading.RLock()
-        self._opening_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        self._opening_masks: dict[tuple[tuple[str, ...], bool], torch.Tensor] = {}
         # Recent transformers (5.24 here) call the forward's ``past_key_values`` ``cache`` (the old name warns on
         # every call); older releases know only the old name.
         forward = inspect.signature(model.base_model.forward).parameters
@@ -299,16 +299,16 @@ class ScoringLM(TokenizedLM):
         logprobs = self._torch.log_softmax(self._logits(base.last_hidden[None])[0], -1)
         return float(self._torch.logsumexp(logprobs[: len(mask)][mask], 0)) if bool(mask.any()) else -math.inf
 
-    def _opening_mask_for(self, openings: Sequence[str]) -> torch.Tensor:
-        """The cached vocabulary mask of tokens that start one of ``openings``."""
-        key = tuple(openings)
+    def _opening_mask_for(self, openings: Sequence[str], *, anywhere: bool = False) -> torch.Tensor:
+        """The cached vocabulary mask of tokens that start one of ``openings`` (see `opening_token_ids`)."""
+        key = (tuple(openings), anywhere)
         with self._lock:
             mask = self._opening_masks.get(key)
             if mask is None:
-                mask = self._opening_masks[key] = self._opening_mask(key)
+                mask = self._opening_masks[key] = self._opening_mask(*key)
         return mask
 
-    def _opening_mask(self, openings: tuple[str, ...]) -> torch.Tensor:
+    def _opening_mask(self, openings: tuple[str, ...], anywhere: bool) -> torch.Tensor:
         mask = self._torch.zeros(len(self.tokenizer), dtype=self._torch.bool, device=self.device)
-        mask[self.opening_token_ids(openings)] = True
+        mask[self.opening_token_ids(openings, anywhere=anywhere)] = True
         return mask

@@ -67,17 +67,19 @@ class TokenizedLM:
         ids = self.encode(text)
         return ids[0] if len(ids) == 1 else None
 
-    def opening_token_ids(self, openings: Sequence[str]) -> list[int]:
+    def opening_token_ids(self, openings: Sequence[str], *, anywhere: bool = False) -> list[int]:
         r"""The tokens that begin one of ``openings``, leading whitespace aside (see `CausalLM.opening_logprob`).
 
         A token counts when its text starts with an opening or is the start of one: ``{"`` and ``{\n``
-        both open ``{``, and ``<`` may open ``<tool_call>``.
+        both open ``{``, and ``<`` may open ``<tool_call>``. With ``anywhere``, also a token that holds an
+        opening after other text (``({"``): what a text answer's first token may not be, since a model
+        kept from its call's usual opening writes the call behind one more character.
         """
         texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))], skip_special_tokens=False)
         ids = []
         for i, text in enumerate(texts):
             text = text.lstrip()
-            if text and any(text.startswith(o) or o.startswith(text) for o in openings):
+            if text and any(text.startswith(o) or o.startswith(text) or (anywhere and o in text) for o in openings):
                 ids.append(i)
         return ids
 

@@ -88,10 +88,10 @@ class Draw:
             depend on what they were batched with.
         grammar: Constrains every row to a valid JSON value of a schema (`CausalLM.value_grammar`).
         ban_first: Texts the first written token (white space aside) may not start, in
-            `CausalLM.opening_logprob`'s sense: a text
-            answer, once the search decided that no call fits, is drawn from what the call openings
-            leave over, the same mass that "answer in text" was scored by. Such a row may not end
-            before it has written something either: an empty answer answers nothing.
+            `CausalLM.opening_logprob`'s sense, nor hold (``({"``): a text answer, once the search
+            decided that no call fits, is drawn from what the call openings leave over, about the
+            mass that "answer in text" was scored by. Such a row may not end before it has written
+            something either: an empty answer answers nothing.
 
     """
 
