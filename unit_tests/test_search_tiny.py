@@ -140,6 +140,19 @@ def test_a_banned_opening_cannot_start_the_sample(lm, monkeypatch):
     monkeypatch.setattr(lm, "_logits", prefer_holder)
     (held,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=['{"'])
     assert held.token_ids[0] != holder
+    # and an answer writes no chat-control token, first or later (the 0.5B opened with <|im_start|>)
+    start = lm.tokenizer.convert_tokens_to_ids("<|im_start|>")
+
+    def prefer_start(hidden):
+        out = logits(hidden).clone()
+        out[..., start] += 100.0
+        return out
+
+    monkeypatch.setattr(lm, "_logits", prefer_start)
+    (free,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3)
+    assert free.token_ids[0] == start
+    (answer,) = lm.sample(root, 1, temperature=0.0, max_new_tokens=3, ban_first=["{"])
+    assert start not in answer.token_ids and start in lm.control_ids
 
 
 

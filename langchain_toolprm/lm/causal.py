@@ -167,11 +167,14 @@ class CausalLM(ScoringLM):
             for step in range(room):
                 step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
                 allowed = logits
-                opening = [s for s in running if draws[owners[slots[s]]].ban_first and blank[slots[s]]]
-                if opening:  # until a row has written more than white space, it may not open a call, nor end
-                    allowed = logits.clone()
+                answers = [s for s in running if draws[owners[slots[s]]].ban_first]
+                if answers:  # a text answer writes no chat-control token; until it has written more than
+                    allowed = logits.clone()  # white space, it may not open a call, nor end
+                    controls = [i for i in self.control_ids if i < logits.shape[-1]]
+                    if controls:
+                        allowed[torch.tensor(answers)[:, None], torch.tensor(controls)[None, :]] = -math.inf
                     stops = list(self.stop_ids)
-                    for slot in opening:
+                    for slot in (s for s in answers if blank[slots[s]]):
                         banned = self._opening_mask_for(draws[owners[slots[slot]]].ban_first, anywhere=True)
                         allowed[slot, : len(banned)][banned] = -math.inf
                         allowed[slot, stops] = -math.inf

@@ -30,6 +30,9 @@ class TokenizedLM:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, extra_stop: int | list[int] | None = None):
         self.tokenizer = tokenizer
         self.stop_ids = self._end_of_turn_ids(extra_stop)
+        # Chat-control tokens (``<|im_start|>``, ``<|fim_prefix|>``...): never words of an answer.
+        self.control_ids = sorted(i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items()
+                                  if token.special and i not in self.stop_ids)
 
     # -- tokens ---------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:

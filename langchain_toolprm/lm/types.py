@@ -91,7 +91,8 @@ class Draw:
             `CausalLM.opening_logprob`'s sense, nor hold (``({"``): a text answer, once the search
             decided that no call fits, is drawn from what the call openings leave over, about the
             mass that "answer in text" was scored by. Such a row may not end before it has written
-            something either: an empty answer answers nothing.
+            something either (an empty answer answers nothing), and writes no chat-control token
+            (``<|im_start|>``: the 0.5B opened its answer with one, then wrote its call).
 
     """
 
