@@ -296,13 +296,16 @@ class Grammar:
             spec = self.spec(state.function)
             actions = [Action.arg(p) for p in spec.properties if p not in state.filled]
             # A call identical to one already made in this turn, or already answered, may not end.
-            done_keys = {call.key() for call in state.calls} | self.answered
             if all(r in state.filled for r in spec.required) and (
-                Call(spec.name, state.arguments).key() not in done_keys
+                Call(spec.name, state.arguments).key() not in self._made(state)
             ):
                 actions.append(Action.end_args())
             return Decision(StepTag.ARG_NAME, tuple(actions))
         return Decision(StepTag.FUNC_NAME, tuple(self._slot_actions(state)))
+
+    def _made(self, state: GrammarState) -> set[CallKey]:
+        """The calls that may not be made again: this turn's and the answered ones."""
+        return {call.key() for call in state.calls} | self.answered
 
     def _slot_actions(self, state: GrammarState) -> list[Action]:
         choice, n = self.tool_choice, len(state.calls)
@@ -310,7 +313,7 @@ class Grammar:
             return [Action.finish()]
         if choice.mode == "function":
             return [Action.call(choice.function or "")] if n == 0 else [Action.finish()]
-        made = {call.key() for call in state.calls} | self.answered
+        made = self._made(state)
         # A function without parameters has one call; once made, or answered, it is not proposed again.
         actions = [Action.call(spec.name) for spec in self.specs if spec.properties or (spec.name, ()) not in made]
         if choice.mode == "auto" or n > 0:

@@ -164,16 +164,16 @@ class CausalLM(ScoringLM):
             blank = [True] * len(owners)  # rows that have written white space only (see `Draw.ban_first`)
             running = list(range(len(slots)))  # the slots whose rows still decode
             chosen_count = [0] * len(owners)  # tokens each row chose (forced ones are free)
+            controls = torch.tensor([i for i in self.control_ids if i < logits.shape[-1]], dtype=torch.long)
+            stops = list(self.stop_ids)
             for step in range(room):
                 step_logprobs = torch.log_softmax(logits, dim=-1)  # the policy's own, for the sample's logprob
                 allowed = logits
                 answers = [s for s in running if draws[owners[slots[s]]].ban_first]
                 if answers:  # a text answer writes no chat-control token; until it has written more than
                     allowed = logits.clone()  # white space, it may not open a call, nor end
-                    controls = [i for i in self.control_ids if i < logits.shape[-1]]
-                    if controls:
-                        allowed[torch.tensor(answers)[:, None], torch.tensor(controls)[None, :]] = -math.inf
-                    stops = list(self.stop_ids)
+                    if len(controls):
+                        allowed[torch.tensor(answers)[:, None], controls[None, :]] = -math.inf
                     for slot in (s for s in answers if blank[slots[s]]):
                         banned = self._opening_mask_for(draws[owners[slots[slot]]].ban_first, anywhere=True)
                         allowed[slot, : len(banned)][banned] = -math.inf

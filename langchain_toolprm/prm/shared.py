@@ -93,6 +93,7 @@ class AdaptedLM(CausalLM):
         super().__init__(base.model, base.tokenizer, name=name)
         self._lock = base._lock  # one lock per model: the policy waits while the adapter is on
         self.switch = switch
+        self._adapts_head = any(layer is self._head() for layer, _, _ in switch.factors)
 
     def _hidden(self, ids: torch.Tensor, cache: Any, usage: Any, mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,8 +105,7 @@ class AdaptedLM(CausalLM):
             return super()._logits(hidden)
 
     def _token_logits(self, hidden: torch.Tensor, token_ids: Sequence[int]) -> torch.Tensor:
-        head = self._head()
-        if any(layer is head for layer, _, _ in self.switch.factors):  # the adapter changes the head: all of it
+        if self._adapts_head:  # the adapter changes the head: all of it runs, with the adapter on
             return self._logits(hidden)[:, list(token_ids)]
         return super()._token_logits(hidden, token_ids)
 

@@ -110,9 +110,9 @@ def _text_answer(ctx: SearchContext, result: SearchResult, keep_calls_out: bool)
 
     With tools bound (``keep_calls_out``: under ``tool_choice="none"`` too, where they left the prompt
     but the conversation's earlier calls still invite another), the answer is drawn from what the call
-    openings leave over (`PolicySession.sample_answer`): the mass "answer in text" was scored by.
-    (Without tools nothing is masked: a text answer may be JSON.) A model may still write a call later in the text, or a
-    policy that cannot mask tokens may open with one (bare JSON, a fence, tags); returned as the
+    openings leave over (`PolicySession.sample_answer`): about the mass "answer in text" was scored by.
+    (Without tools nothing is masked: a text answer may be JSON.) A model may still write a call later
+    in the text, or a policy that cannot mask tokens may open with one (bare JSON, a fence, tags); returned as the
     answer, it would reach the user as JSON and the tool would never run. A call the grammar can
     write (bound tool, valid arguments, allowed by ``tool_choice``) becomes a tool call; one naming a
     bound tool with arguments that break its schema becomes ``partial`` (an invalid call, with the
