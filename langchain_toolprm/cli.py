@@ -17,7 +17,7 @@ from langchain_toolprm.cli_prm import PRM_COMMANDS
 from langchain_toolprm.demo import DemoSettings
 from langchain_toolprm.evaluation.bench import BenchSettings
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
-from langchain_toolprm.search.config import Aggregation, SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, SearchConfig
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -56,6 +56,10 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
             help="how a path's step scores become its score")
     option(search, SearchConfig, "max_new_tokens", "--max-new-tokens", type=int,
             help="token limit of a generated answer")
+    option(search, AdaptiveBudget, "policy_mass", "--policy-mass", type=float,
+           help="beam_adaptive: " + (AdaptiveBudget.model_fields["policy_mass"].description or ""))
+    option(search, AdaptiveBudget, "score_margin", "--score-margin", type=float,
+           help="beam_adaptive: " + (AdaptiveBudget.model_fields["score_margin"].description or ""))
     option(parser, EvalConfig, "output", "--output", "-o",
             help="result folder (re-running with the same folder resumes)")
     parser.add_argument("--plot", metavar="PNG", help="also draw accuracy against compute to this file")
@@ -74,7 +78,8 @@ def _eval(args: argparse.Namespace) -> int:
         output=args.output, policy=args.policy, prm=args.prm, strategies=args.strategies,
         beams=args.beams, widths=args.widths, samples=args.samples,
         search=SearchConfig(seed=args.seed, temperature=args.temperature, aggregation=args.aggregation,
-                            max_new_tokens=args.max_new_tokens),
+                            max_new_tokens=args.max_new_tokens,
+                            adaptive=AdaptiveBudget(policy_mass=args.policy_mass, score_margin=args.score_margin)),
         progress=not args.no_progress,
     )
     summary = run_eval(config)

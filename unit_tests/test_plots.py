@@ -57,6 +57,16 @@ def test_plot_has_one_line_per_fixed_n_and_per_fixed_m(tmp_path: Path) -> None:
     assert left.get_xscale() == "log"
 
 
+def test_adaptive_beam_is_its_own_line_on_both_panels(tmp_path: Path) -> None:
+    folder = _result_folder(tmp_path / "a", {**RUNS, "beam_adaptive_N2_M4": (3, 700), "beam_adaptive_N2_M8": (4, 1000)})
+    for ax in budget_figure([folder]).axes:
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        adaptive = lines["adaptive beam (caps)"]
+        assert list(adaptive.get_xdata()) == [700, 1000] and list(adaptive.get_ydata()) == [75.0, 100.0]
+        assert not any(label.startswith("beam") and "=" in label and 700 in line.get_xdata()
+                       for label, line in lines.items())
+
+
 def test_plot_writes_a_png_from_several_folders(tmp_path: Path) -> None:
     a = _result_folder(tmp_path / "rules", RUNS)
     b = _result_folder(tmp_path / "learned", {"beam_N1_M2": (3, 520), "greedy": (1, 300)})

@@ -155,6 +155,20 @@ def test_grid_expands_into_runs() -> None:
     assert (sc.strategy, sc.num_beams, sc.beam_width, sc.seed, sc.temperature) == ("beam", 2, 8, 7, 0.5)
     with pytest.raises(ValueError):
         EvalConfig(beams=[0])
+
+
+def test_adaptive_beam_runs_beside_the_fixed_ones_with_its_own_settings() -> None:
+    config = EvalConfig(strategies=["beam_adaptive", "beam"], beams=[2], widths=[4, 8],
+                        adaptive={"policy_mass": 0.8, "score_margin": 0.1})
+    runs = config.runs()
+    assert [r.name for r in runs] == ["beam_N2_M4", "beam_N2_M8", "beam_adaptive_N2_M4", "beam_adaptive_N2_M8"]
+    assert all(RunSpec.from_name(r.name) == r and r.uses_prm for r in runs)
+    fixed, adaptive = runs[1].search_config(config), runs[3].search_config(config)
+    assert fixed.strategy == adaptive.strategy == "beam" and fixed.adaptive is None
+    assert adaptive.adaptive is not None and adaptive.adaptive.policy_mass == 0.8
+    assert (adaptive.num_beams, adaptive.beam_width) == (2, 8)
+    assert RunSpec("beam_adaptive", 1, 2).search_config(EvalConfig()).adaptive is not None  # the defaults
+    assert config.fingerprint()["adaptive"] == {"policy_mass": 0.8, "score_margin": 0.1}
     with pytest.raises(ValueError):
         EvalConfig(strategies=["nope"])
 
@@ -169,8 +183,9 @@ def test_eval_writes_predictions_manifest_and_summary(bfcl_dir: Path, tmp_path: 
     out = tmp_path / "out"
     policy = FakePolicy(ANSWERS)
     summary = run_eval(_config(bfcl_dir, out), policy=policy, prm=RulePRM())
-    assert sorted(p.name for p in out.iterdir()) == ["beam_N1_M2.jsonl", "beam_N2_M2.jsonl", "greedy.jsonl",
-                                                     "manifest.json", "summary.json"]
+    written = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    assert written == ["beam_N1_M2.jsonl", "beam_N2_M2.jsonl", "greedy.jsonl",
+                       "manifest.json", "summary.json"]
     lines = [json.loads(line) for line in (out / "greedy.jsonl").read_text().splitlines()]
     ids = [f"simple_python_{i}" for i in range(4)] + ["irrelevance_0", "irrelevance_1"]
     assert [line["id"] for line in lines] == ids
@@ -190,6 +205,20 @@ def test_eval_writes_predictions_manifest_and_summary(bfcl_dir: Path, tmp_path: 
     assert manifest["policy_name"] == "fake" and manifest["cases"] == 6
     assert manifest["runs"]["beam_N1_M2"]["prm"] == "rules" and manifest["runs"]["greedy"]["prm"] is None
     assert json.loads((out / "summary.json").read_text())["runs"][0]["name"] == "greedy"
+
+
+def test_two_evals_share_a_folder_with_their_own_runs(bfcl_dir: Path, tmp_path: Path) -> None:
+    """One eval per core, each its own runs, one folder: the manifest and the summary hold both."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "out"
+    configs = [_config(bfcl_dir, out, strategies=["greedy"]), _config(bfcl_dir, out, strategies=["beam"])]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda c: run_eval(c, policy=FakePolicy(ANSWERS), prm=RulePRM()), configs))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["runs"]) == ["beam_N1_M2", "beam_N2_M2", "greedy"]
+    summary = run_eval(configs[0], policy=FakePolicy(ANSWERS), prm=RulePRM())  # nothing left: summarises
+    assert [r.name for r in summary.runs] == ["greedy", "beam_N1_M2", "beam_N2_M2"]
 
 
 def test_resume_skips_finished_cases_and_repairs_a_cut_line(bfcl_dir: Path, tmp_path: Path) -> None:

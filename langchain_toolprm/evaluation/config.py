@@ -13,7 +13,7 @@ from langchain_toolprm.evaluation.readers import (
     SINGLE_TURN_CATEGORIES,
 )
 from langchain_toolprm.models.registry import DEFAULT_POLICY
-from langchain_toolprm.search.config import SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, SearchConfig
 
 if TYPE_CHECKING:
     pass
@@ -24,10 +24,13 @@ SUMMARY = "summary.json"
 RECORD_CATEGORY = "records"
 """The category of record-form cases (they carry none of their own)."""
 
-EvalStrategy = Literal["unconstrained", "greedy", "beam", "best_of_n", "majority"]
-STRATEGY_ORDER: tuple[str, ...] = ("unconstrained", "greedy", "majority", "best_of_n", "beam")
+EvalStrategy = Literal["unconstrained", "greedy", "beam", "beam_adaptive", "best_of_n", "majority"]
+"""``beam_adaptive`` is beam search with `SearchConfig.adaptive` (its settings, or the defaults): each budget
+of the grid is then a cap."""
+STRATEGY_ORDER: tuple[str, ...] = ("unconstrained", "greedy", "majority", "best_of_n", "beam", "beam_adaptive")
 """Order of runs in files, tables and plots: baselines first, from cheapest to the PRM search."""
-_USES_PRM = {"beam", "best_of_n"}
+_BEAMS = {"beam", "beam_adaptive"}
+_USES_PRM = {*_BEAMS, "best_of_n"}
 _SAMPLED = {"best_of_n", "majority"}
 
 DEFAULT_BFCL_CATEGORIES: tuple[str, ...] = tuple(
@@ -116,8 +119,8 @@ class EvalConfig(BaseModel):
         """Expand strategies and the budget grid into runs, baselines first, without repeats."""
         runs: list[RunSpec] = []
         for strategy in sorted(set(self.strategies), key=STRATEGY_ORDER.index):
-            if strategy == "beam":
-                runs += [RunSpec("beam", n, m) for n in sorted(set(self.beams)) for m in sorted(set(self.widths))]
+            if strategy in _BEAMS:
+                runs += [RunSpec(strategy, n, m) for n in sorted(set(self.beams)) for m in sorted(set(self.widths))]
             elif strategy in _SAMPLED:
                 counts = self.samples or [n * m for n in self.beams for m in self.widths]
                 runs += [RunSpec(strategy, num_samples=k) for k in sorted(set(counts))]
@@ -128,7 +131,7 @@ class EvalConfig(BaseModel):
     def fingerprint(self) -> dict[str, Any]:
         """The settings that must not change between a run and its resumption (paths made absolute)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in _FINGERPRINT_FIELDS}
-        out |= {name: getattr(self.search, name) for name in _SEARCH_FIELDS}
+        out |= self.search.model_dump(include=set(_SEARCH_FIELDS))
         for name in ("data", "answers"):
             if out[name] is not None:
                 out[name] = str(Path(out[name]).resolve())
@@ -155,8 +158,8 @@ class RunSpec:
     @property
     def name(self) -> str:
         """The run's file stem, e.g. ``beam_N2_M4``, ``majority_n8``, ``greedy``."""
-        if self.strategy == "beam":
-            return f"beam_N{self.num_beams}_M{self.beam_width}"
+        if self.strategy in _BEAMS:
+            return f"{self.strategy}_N{self.num_beams}_M{self.beam_width}"
         if self.num_samples is not None:
             return f"{self.strategy}_n{self.num_samples}"
         return self.strategy
@@ -174,8 +177,8 @@ class RunSpec:
             ValueError: The name is not one `name` writes.
 
         """
-        if match := re.fullmatch(r"beam_N(\d+)_M(\d+)", name):
-            return cls("beam", int(match[1]), int(match[2]))
+        if match := re.fullmatch(r"(beam|beam_adaptive)_N(\d+)_M(\d+)", name):
+            return cls(match[1], int(match[2]), int(match[3]))
         if match := re.fullmatch(r"(best_of_n|majority)_n(\d+)", name):
             return cls(match[1], num_samples=int(match[2]))
         if name in ("greedy", "unconstrained"):
@@ -190,4 +193,9 @@ class RunSpec:
         if self.num_samples is not None:
             budget["num_samples"] = self.num_samples
         settings = {name: getattr(config.search, name) for name in _SEARCH_FIELDS}
-        return SearchConfig.model_validate({**settings, "strategy": self.strategy, **budget})
+        if self.strategy == "beam_adaptive":
+            settings["adaptive"] = config.search.adaptive or AdaptiveBudget()
+        elif self.strategy == "beam":
+            settings["adaptive"] = None
+        strategy = "beam" if self.strategy in _BEAMS else self.strategy
+        return SearchConfig.model_validate({**settings, "strategy": strategy, **budget})

@@ -5,7 +5,8 @@ The figure has two panels over the same axes: on the left one line per fixed N (
 "explore more, retain less", reads off it directly: the fixed-N lines should climb more steeply than
 the fixed-M ones. Sampling baselines (``best_of_n``, ``majority``) appear as lines over their sample
 counts and one-shot baselines (``greedy``, ``unconstrained``) as single marked points, on both panels,
-so every strategy is compared at the compute it actually spent.
+so every strategy is compared at the compute it actually spent. Adaptive-budget beam runs are one more
+line on both panels, each point labelled with its caps: the compute it spent is what it chose to.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def _draw_panel(ax: object, summary: EvalSummary, prefix: str, fixed: Literal["N
 
     for key, runs in sorted(groups.items()):
         _line(ax, runs, x, category, f"{prefix}beam {fixed}={key}", varying, marker="o")
+    adaptive = [r for r in summary.runs if r.strategy == "beam_adaptive"]
+    _line(ax, adaptive, x, category, f"{prefix}adaptive beam (caps)", lambda r: f"N<={r.num_beams} M<={r.beam_width}",
+          marker="*", markersize=10, linestyle="--", color="tab:red")
     for strategy, linestyle in _SAMPLED_STYLES.items():
         runs = [r for r in summary.runs if r.strategy == strategy]
         _line(ax, runs, x, category, f"{prefix}{strategy}", lambda r: f"n={r.num_samples}", marker="s",

@@ -90,6 +90,7 @@ def run_eval(
         ValueError: The output folder holds results of other settings, or case ids repeat.
 
     """
+    from filelock import FileLock
     from tqdm.auto import tqdm
 
     from langchain_toolprm.components import describe, load_policy, load_prm
@@ -110,7 +111,11 @@ def run_eval(
     prm_obj = prm if prm is not None else (load_prm(config.prm, policy_obj) if needs_prm else None)
     policy_name = describe(policy_obj) if policy_obj is not None else config.policy
     prm_name = describe(prm_obj) if prm_obj is not None else config.prm
-    update_manifest(output, config, cases, runs, policy_name, prm_name)
+    # Two evals may share a folder (each its own runs, e.g. one per core): the manifest and the summary
+    # are read, extended and written under a lock, so neither loses the other's runs.
+    lock = FileLock(output / ".lock")
+    with lock:
+        update_manifest(output, config, cases, runs, policy_name, prm_name)
 
     total = sum(len(v) for v in todo.values())
     with tqdm(total=total, disable=not config.progress or total == 0, unit="case", file=sys.stderr,
@@ -139,6 +144,7 @@ def run_eval(
                     bar.set_postfix(correct=f"{right}/{count}", refresh=False)
                     bar.update(1)
     # Every run of the folder, not only this call's: runs added later compare on the same cases.
-    summary = summarize(output, case_ids=[c.id for c in cases])
-    write_json(output / SUMMARY, summary.to_dict())
+    with lock:
+        summary = summarize(output, case_ids=[c.id for c in cases])
+        write_json(output / SUMMARY, summary.to_dict())
     return summary

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState
+from langchain_toolprm.search.budget import in_doubt, retained
 from langchain_toolprm.search.engine import (
     Path,
     Proposal,
@@ -95,7 +96,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     """Keep N beams; expand each with M proposals; keep the N best by aggregated PRM score.
 
     Finished beams leave the beam and wait for the final ranking; the search ends when no beam is
-    left. Beams that reach the same state merge (the better one stays).
+    left. Beams that reach the same state merge (the better one stays). With an adaptive budget, M
+    and N are caps: the PRM judges only the proposals the policy leaves in doubt (one left is taken
+    unjudged, like a forced move), and only beams near the best one's score go on (`search.budget`).
     """
     config = ctx.config
     root = TraceNode()
@@ -115,7 +118,10 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         children: dict[GrammarState, Beam] = {}
         nodes: list[TraceNode] = []
         for beam, props in zip(active, proposals, strict=True):
-            scores = ctx.score(beam.path, beam.state, [p.action for p in props])
+            if config.adaptive is not None:
+                props = in_doubt(props, config.adaptive)
+            unjudged = config.adaptive is not None and len(props) == 1
+            scores = [None] if unjudged else ctx.score(beam.path, beam.state, [p.action for p in props])
             ranks = relative_scores(scores) if config.aggregation == "relative" else scores
             for proposal, score, rank in zip(props, scores, ranks, strict=True):
                 action = proposal.action
@@ -125,7 +131,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                 other = children.get(child.state)
                 if other is None or _key(ctx, child) > _key(ctx, other):
                     children[child.state] = child
-        active = sorted(children.values(), key=lambda b: _key(ctx, b), reverse=True)[: config.num_beams]
+        ranked = sorted(children.values(), key=lambda b: _key(ctx, b), reverse=True)
+        active = (ranked[: config.num_beams] if config.adaptive is None
+                  else retained(ranked, lambda b: _key(ctx, b)[0], config.num_beams, config.adaptive))
         for beam in active:
             beam.node.kept = True
         ctx.notify(round_, nodes)

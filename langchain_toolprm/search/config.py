@@ -6,12 +6,33 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PATH_AGGREGATIONS", "Aggregation", "SearchConfig", "Strategy"]
+__all__ = ["PATH_AGGREGATIONS", "AdaptiveBudget", "Aggregation", "SearchConfig", "Strategy"]
 
 Strategy = Literal["beam", "greedy", "unconstrained", "best_of_n", "majority"]
 Aggregation = Literal["last", "min", "prod", "mean", "relative"]
 PATH_AGGREGATIONS: tuple[Aggregation, ...] = ("last", "min", "prod", "mean")
 """Aggregations of one path's own step scores; ``relative`` also needs each step's scored siblings."""
+
+
+class AdaptiveBudget(BaseModel):
+    """How beam search spends less than its fixed budget where a decision is already clear.
+
+    The paper fixes N and M by grid search for a whole dataset; most steps of a call are not in doubt
+    (the policy puts nearly all its probability on one function name, or the PRM already ranks one
+    beam far ahead), and a few are ("one more call, or stop?"). With this set, ``beam_width`` and
+    ``num_beams`` are caps: each step the PRM judges only the candidates the policy leaves in doubt,
+    and only the beams the PRM leaves in doubt are kept. A large M cap then costs little on clear
+    steps and explores where it matters.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    policy_mass: float = Field(
+        0.9, gt=0.0, le=1.0, description="Per state, the PRM judges the fewest candidates, best first, whose policy"
+        " probabilities add up to this (at most M); a state left with one candidate takes it without the PRM.")
+    score_margin: float = Field(
+        0.15, ge=0.0, description="Beams whose score trails the best beam's by more than this are not kept (at most"
+        " N stay): where the PRM is sure, fewer beams go on.")
 
 
 class SearchConfig(BaseModel):
@@ -55,5 +76,8 @@ class SearchConfig(BaseModel):
         None, gt=0, description="Wall-clock seconds for one search, prompt encoding included; checked before each"
         " round, so a search ends at most one round late. The best finished answer is kept; with none, the"
         " half-built call is reported unfinished. A text answer is not started once the time is up.")
+    adaptive: AdaptiveBudget | None = Field(
+        None, description="Beam search only: N and M become caps, chosen per step from the policy's and the"
+        " PRM's certainty (see AdaptiveBudget); None keeps them fixed.")
     answer_in_text: bool = Field(False, description="When the turn has no call, let the policy write the answer.")
     seed: int | None = Field(0, description="Random seed for sampling; None for fresh randomness.")
