@@ -15,7 +15,7 @@ from langchain_toolprm.cli_options import (
 )
 from langchain_toolprm.data.build import DEFAULT_TIME_BUDGET_S, BuildConfig
 from langchain_toolprm.data.rollouts import RolloutConfig
-from langchain_toolprm.train.config import Objective, TrainConfig
+from langchain_toolprm.train.config import Objective, PromptFormat, TrainConfig
 from langchain_toolprm.train.evaluate import evaluate_prm
 
 __all__ = ["PRM_COMMANDS"]
@@ -103,6 +103,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     option(parser, TrainConfig, "dtype", "--dtype", help="weight dtype (bfloat16 on a GPU)")
     option(parser, TrainConfig, "objective", "--objective", choices=list(get_args(Objective)),
             help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
+    option(parser, TrainConfig, "prompt", "--prompt", choices=list(get_args(PromptFormat)))
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--no-lora", action="store_true", help="full fine-tuning")
     option(lora, TrainConfig, "lora_r", "--lora-r", type=int, help="LoRA rank")
@@ -140,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         data=args.data, out=args.out, base=args.base, init=args.init, mix_sources=args.mix_sources,
-        dtype=args.dtype, objective=args.objective,
+        dtype=args.dtype, objective=args.objective, prompt=args.prompt,
         lora=not args.no_lora,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,

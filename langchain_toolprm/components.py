@@ -51,8 +51,14 @@ def _prm(ref: str) -> PRM:
 
 @lru_cache(maxsize=8)
 def _prm_on(ref: str, lm: CausalLM) -> PRM | None:
+    from langchain_toolprm.prm.adapters import prompt_version
+    from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
     from langchain_toolprm.prm.generative import GenerativePRM
 
+    if prompt_version(ref) == CONTEXT_PROMPT_VERSION:
+        from langchain_toolprm.prm.context import ContextPRM
+
+        return ContextPRM.on_policy_model(ref, lm)
     return GenerativePRM.on_policy_model(ref, lm)
 
 

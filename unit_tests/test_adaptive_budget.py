@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from langchain_toolprm import RulePRM, SearchConfig, run_search
-from langchain_toolprm.grammar import Action
+from langchain_toolprm.grammar import Action, StepTag
 from langchain_toolprm.search.budget import in_doubt, retained
 from langchain_toolprm.search.config import AdaptiveBudget
 from langchain_toolprm.search.engine import Proposal
@@ -23,6 +23,8 @@ def test_in_doubt_keeps_the_fewest_proposals_that_reach_the_policy_mass():
     assert len(in_doubt(_proposals(0.5, 0.3, 0.15), budget)) == 3
     assert len(in_doubt(_proposals(0.3, 0.2), budget)) == 2  # never more than proposed
     assert in_doubt([], budget) == []
+    stop_or_go_on = [Proposal(Action.finish(), math.log(0.97)), *_proposals(0.02, 0.01)]
+    assert in_doubt(stop_or_go_on, budget) == stop_or_go_on  # the list-level decision is always judged
 
 
 def test_retained_keeps_beams_near_the_best_up_to_the_cap():
@@ -56,14 +58,19 @@ def test_adaptive_budget_still_lets_the_prm_overrule_where_the_policy_is_unsure(
 
 
 def test_a_step_the_policy_is_sure_of_is_not_put_to_the_prm():
-    """The price of the saving: the PRM prefers get_time, but the policy is sure of get_weather (p = 0.9)."""
-    config = SearchConfig(num_beams=2, beam_width=4)
-    fixed, adaptive = (run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"), config=c)
-                       for c in (config, config.model_copy(update={"adaptive": AdaptiveBudget(policy_mass=0.9)})))
-    assert fixed.calls[0]["name"] == "get_time"
-    assert adaptive.calls == TARGET
-    first = next(iter(adaptive.trace.walk()))
-    assert first.score is None and first.kept
+    """The policy is sure of its parameter names (p = 0.9 each): those steps are taken unjudged."""
+    config = SearchConfig(num_beams=2, beam_width=4, adaptive=AdaptiveBudget(policy_mass=0.9))
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=RulePRM(), config=config)
+    assert result.calls == TARGET
+    unjudged = [n for n in result.trace.walk() if n.score is None and not n.forced]
+    assert unjudged and all(n.tag is not StepTag.FUNC_NAME for n in unjudged)
+
+
+def test_the_decision_to_call_or_stop_is_always_put_to_the_prm():
+    """The policy is sure of get_weather (p = 0.9) where it could also answer: the PRM still decides."""
+    config = SearchConfig(num_beams=2, beam_width=4, adaptive=AdaptiveBudget(policy_mass=0.9))
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"), config=config)
+    assert result.calls[0]["name"] == "get_time"
 
 
 def test_a_sure_prm_keeps_one_beam():

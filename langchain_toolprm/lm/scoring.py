@@ -5,7 +5,8 @@ from __future__ import annotations
 import inspect
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -269,6 +270,47 @@ class ScoringLM(TokenizedLM):
             hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
         last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
         return self._token_logits(last, token_ids)
+
+    def judged_logits(self, base: Prefix, texts: Sequence[str], suffixes: Sequence[Sequence[int]],
+                      token_ids: Sequence[int], adapter: Callable[[], AbstractContextManager[Any]],
+                      usage: Usage | None = None, *, full_head: bool = False) -> torch.Tensor:
+        """Logits of ``token_ids`` after each ``base.tail + text`` and its suffix: texts plain, suffixes adapted.
+
+        Two passes over `JudgedTree`: the texts' tokens past what ``base`` holds, as one prefix tree on
+        the plain weights; then every suffix, as a branch off its text, with ``adapter()`` entered (a
+        PRM's LoRA switched on, `langchain_toolprm.prm.shared.LoraSwitch.active`).
+
+        Args:
+            base: A cached prefix (the policy's prompt and call text so far).
+            texts: Continuations of ``base.tail``.
+            suffixes: Per text, the token ids read after it.
+            token_ids: The tokens whose logits are read after each suffix (a PRM's labels).
+            adapter: Enters the adapted model for the second pass.
+            usage: Where to count the compute.
+            full_head: Run the whole output head inside ``adapter()`` (for an adapter that changes it).
+
+        Returns:
+            A ``[len(texts), len(token_ids)]`` float tensor.
+
+        """
+        from langchain_toolprm.lm.judged_tree import JudgedTree
+
+        torch = self._torch
+        root_ids = base.ids[: base.root_len]
+        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
+        cut = min(common_prefix(full, base.ids) for full in fulls)
+        tree = JudgedTree.build([full[cut:] for full in fulls], suffixes)
+        with self._lock:
+            cache = self._cache(base.kv, cut, 1)
+            if tree.tokens:
+                tree_ids, tree_mask, tree_positions = tree.tree_inputs(cut)
+                self._hidden(tree_ids, cache, usage, tree_mask, tree_positions)
+            ids, mask, positions, last = tree.suffix_inputs(cut)
+            with adapter():
+                hidden = self._hidden(ids, cache, usage, mask, positions)[0, torch.tensor(last)]
+                if full_head:
+                    return self._logits(hidden)[:, list(token_ids)]
+                return self._token_logits(hidden, token_ids)
 
     def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
         """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).

@@ -14,13 +14,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
 from langchain_toolprm.prm.prompt import PROMPT_VERSION
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "lora_factors",
-           "lora_variant", "merge_lora", "plain_lora", "prm_meta"]
+           "lora_variant", "merge_lora", "plain_lora", "prm_meta", "prompt_version"]
 
 DEFAULT_PRM = "default"
 """The reference that names the PRM packaged with the library."""
@@ -86,37 +87,54 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
     return model, tokenizer
 
 
-def plain_lora(ref: str | Path) -> tuple[Path, dict[str, Any], str] | None:
+def prompt_version(ref: str | Path) -> str:
+    """The prompt format a PRM was trained on (`PROMPT_VERSION` when it does not say: older PRMs, other models)."""
+    folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
+    return str(prm_meta(folder).get("prompt_version", PROMPT_VERSION)) if folder.is_dir() else PROMPT_VERSION
+
+
+def plain_lora(ref: str | Path, version: str = PROMPT_VERSION) -> tuple[Path, dict[str, Any], str] | None:
     """``(folder, adapter config, base reference)`` of a plain LoRA PRM, ``None`` for any other PRM.
 
     A plain LoRA (`lora_variant` empty) can run as a switchable adapter on its base's loaded weights
     (`langchain_toolprm.prm.shared`); anything else needs its own merged copy.
 
+    Args:
+        ref: The PRM reference.
+        version: The prompt format the caller scores in.
+
     Raises:
         FileNotFoundError: ``"default"`` was asked and no packaged PRM is installed.
-        ValueError: The PRM was trained on another prompt format than this version writes.
+        ValueError: The PRM was trained on another prompt format than ``version``.
 
     """
     if not is_adapter(ref):
         return None
     folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
-    meta = _checked_meta(folder)
+    meta = _checked_meta(folder, version)
     adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     if lora_variant(adapter):
         return None
     return folder, adapter, str(meta.get("base") or adapter["base_model_name_or_path"])
 
 
-def _checked_meta(folder: Path) -> dict[str, Any]:
-    """`prm_meta`, refusing a PRM trained on another prompt format than this version writes."""
+def _checked_meta(folder: Path, version: str = PROMPT_VERSION) -> dict[str, Any]:
+    """`prm_meta`, refusing a PRM trained on another prompt format than ``version``."""
     meta = prm_meta(folder)
-    if meta.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
+    found = meta.get("prompt_version", PROMPT_VERSION)
+    if found == version:
+        return meta
+    if found == CONTEXT_PROMPT_VERSION:
         raise ValueError(
-            f"The PRM in {folder} was trained on prompt format {meta['prompt_version']!r}, this version of "
-            f"langchain-toolprm writes {PROMPT_VERSION!r}: its scores would be meaningless. Retrain it "
-            "(`toolprm train`) or install the version it was trained with."
+            f"The PRM in {folder} reads the policy's own context ({found!r}): it scores only as an adapter on its"
+            f" base model {meta.get('base')!r} while that model is the search's policy (policy={meta.get('base')!r},"
+            " a local model), not as a model of its own."
         )
-    return meta
+    raise ValueError(
+        f"The PRM in {folder} was trained on prompt format {found!r}, this version of langchain-toolprm writes "
+        f"{version!r}: its scores would be meaningless. Retrain it (`toolprm train`) or install the version it "
+        "was trained with."
+    )
 
 
 def prm_meta(folder: str | Path) -> dict[str, Any]:

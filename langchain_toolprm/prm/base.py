@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from langchain_toolprm.grammar import Action, GrammarState
 from langchain_toolprm.lm import Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.tools import ToolSpec
+
+if TYPE_CHECKING:
+    from langchain_toolprm.policy.base import PolicySession
 
 __all__ = ["PRM", "CombinedPRM", "PRMSession", "Path"]
 
@@ -40,6 +44,15 @@ class PRM(ABC):
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
         """Bind the PRM to one conversation."""
 
+    def session_for(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec],
+                    policy: PolicySession) -> PRMSession:
+        """Bind the PRM to one search, whose policy session is ``policy``.
+
+        A PRM that reads the policy's own encoded context (`langchain_toolprm.prm.context.ContextPRM`)
+        scores on that session's cache; every other PRM encodes the conversation itself (`session`).
+        """
+        return self.session(messages, specs)
+
 
 class CombinedPRM(PRM):
     """A weighted geometric mean of PRMs, e.g. schema rules as a prior on a learned PRM.
@@ -57,6 +70,10 @@ class CombinedPRM(PRM):
 
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
         return _CombinedSession([(p.session(messages, specs), w) for p, w in self.prms])
+
+    def session_for(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec],
+                    policy: PolicySession) -> PRMSession:
+        return _CombinedSession([(p.session_for(messages, specs, policy), w) for p, w in self.prms])
 
 
 class _CombinedSession(PRMSession):

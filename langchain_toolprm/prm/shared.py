@@ -25,7 +25,7 @@ from langchain_toolprm.lm import CausalLM
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AdaptedLM", "LoraSwitch", "adapted_lm"]
+__all__ = ["AdaptedLM", "LoraSwitch", "adapted_lm", "lora_switch_on"]
 
 
 class LoraSwitch:
@@ -121,15 +121,37 @@ def adapted_lm(ref: str | Path, lm: CausalLM) -> AdaptedLM | None:
         ValueError: The PRM was trained on another prompt format than this version writes.
 
     """
-    from langchain_toolprm.models import locate_model
-    from langchain_toolprm.prm.adapters import DEFAULT_PRM, plain_lora
+    from langchain_toolprm.prm.adapters import DEFAULT_PRM
 
-    lora = plain_lora(ref)
+    switch = lora_switch_on(ref, lm)
+    if switch is None:
+        return None
+    name = "toolprm-default" if str(ref) == DEFAULT_PRM else str(ref)
+    return AdaptedLM(lm, switch, name)
+
+
+def lora_switch_on(ref: str | Path, lm: CausalLM, version: str | None = None) -> LoraSwitch | None:
+    """The adapter ``ref`` beside ``lm``'s weights, when it is a plain LoRA of the model ``lm`` runs; else ``None``.
+
+    Args:
+        ref: The PRM reference.
+        lm: The loaded model.
+        version: The prompt format the caller scores in (default: `PROMPT_VERSION`).
+
+    Raises:
+        FileNotFoundError: ``"default"`` was asked and no packaged PRM is installed.
+        ValueError: The PRM was trained on another prompt format than ``version``.
+
+    """
+    from langchain_toolprm.models import locate_model
+    from langchain_toolprm.prm.adapters import plain_lora
+    from langchain_toolprm.prm.prompt import PROMPT_VERSION
+
+    lora = plain_lora(ref, version or PROMPT_VERSION)
     if lora is None:
         return None
     folder, adapter, base = lora
     loaded_from = getattr(lm.model.config, "_name_or_path", None)
     if not loaded_from or str(locate_model(base, None)) != str(loaded_from):
         return None
-    name = "toolprm-default" if str(ref) == DEFAULT_PRM else str(ref)
-    return AdaptedLM(lm, LoraSwitch(lm.model, folder, adapter), name)
+    return LoraSwitch(lm.model, folder, adapter)

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from langchain_toolprm.grammar import StepTag
 from langchain_toolprm.search.config import AdaptiveBudget
 from langchain_toolprm.search.engine import Proposal
 
@@ -25,7 +26,13 @@ def in_doubt(proposals: Sequence[Proposal], budget: AdaptiveBudget) -> list[Prop
 
     ``proposals`` come best first (`SearchContext.propose`). A single proposal left means the policy
     is sure of the step: the search takes it as it takes a forced move, without asking the PRM.
+
+    A state where ending the list is one of the proposals ("one more call, or stop?", "call, or
+    answer in text?") is always judged whole: there a small policy is confidently wrong (it stops
+    after one call of a parallel request), and overruling it is what the PRM is for.
     """
+    if any(p.action.tag is StepTag.TOTAL_FINISH for p in proposals):
+        return list(proposals)
     kept: list[Proposal] = []
     mass = 0.0
     for proposal in proposals:

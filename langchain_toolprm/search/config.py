@@ -29,7 +29,8 @@ class AdaptiveBudget(BaseModel):
 
     policy_mass: float = Field(
         0.9, gt=0.0, le=1.0, description="Per state, the PRM judges the fewest candidates, best first, whose policy"
-        " probabilities add up to this (at most M); a state left with one candidate takes it without the PRM.")
+        " probabilities add up to this (at most M); a state left with one candidate takes it without the PRM. A state"
+        " where ending the list is a candidate is always judged whole.")
     score_margin: float = Field(
         0.15, ge=0.0, description="Beams whose score trails the best beam's by more than this are not kept (at most"
         " N stay): where the PRM is sure, fewer beams go on.")

@@ -84,7 +84,7 @@ def run_search(
     prm_obj = load_prm(prm, policy_obj) if config.strategy in _USES_PRM else None
     started = time.perf_counter()  # loading a model is not the search's time; encoding the prompt is
     policy_session = policy_obj.session(chat, specs, seed=config.seed)
-    prm_session = prm_obj.session(chat, specs) if prm_obj is not None else None
+    prm_session = prm_obj.session_for(chat, specs, policy_session) if prm_obj is not None else None
     ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started)
     result = _STRATEGIES[config.strategy](ctx)
     if config.answer_in_text and result.finished and not result.calls and result.text is None:

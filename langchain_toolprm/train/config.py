@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from langchain_toolprm.models.registry import DEFAULT_POLICY
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 
 Objective = Literal["prm", "coarse", "outcome"]
+PromptFormat = Literal["prm", "policy"]
 
 MAX_CONTEXT_TOKENS = 1024
 """Queries with a longer PRM context are left out of training and of `evaluate_prm`."""
@@ -37,6 +38,11 @@ class TrainConfig(BaseModel):
                       description="Backbone reference (packaged name, folder, hub id).")
     dtype: str = Field("float32", description="Weight dtype: float32 on CPU, bfloat16 on a GPU.")
     objective: Objective = "prm"
+    prompt: PromptFormat = Field(
+        "prm", description="What the PRM reads: 'prm', the tools and conversation in its own plain text "
+        "(toolprm-prompt-v1, a model of its own); 'policy', the policy's own prompt and call text with a short "
+        "judgement suffix (toolprm-context-v1: a LoRA on the policy's model that scores on the policy's cache, "
+        "a few tokens per candidate).")
     init: str | None = Field(
         None, description="A trained LoRA PRM ('default' or a folder) to train further instead of a fresh "
         "adapter; its base, LoRA shape and prompt version are used as they are.")
@@ -69,6 +75,20 @@ class TrainConfig(BaseModel):
     save_every: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     threads: int | None = Field(None, ge=1, description="torch threads (CPU).")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _policy_format_is_a_lora(self) -> TrainConfig:
+        if self.prompt == "policy" and not self.lora:
+            raise ValueError("prompt='policy' trains a LoRA adapter that runs on the policy's model; set lora=True.")
+        return self
+
+    @property
+    def prompt_version(self) -> str:
+        """The prompt format version the trained PRM is scored in."""
+        from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
+        from langchain_toolprm.prm.prompt import PROMPT_VERSION
+
+        return CONTEXT_PROMPT_VERSION if self.prompt == "policy" else PROMPT_VERSION
 
     @field_validator("data", mode="before")
     @classmethod

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from langchain_toolprm.data.rollouts import labelled_length
 from langchain_toolprm.grammar import StepTag
-from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, load_prm_model, prm_meta
+from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, load_prm_model, prm_meta, prompt_version
+from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
 from langchain_toolprm.search.config import PATH_AGGREGATIONS
 from langchain_toolprm.search.engine import aggregate
 
@@ -21,7 +23,8 @@ if TYPE_CHECKING:
     pass
 
 from langchain_toolprm.train.config import MAX_CONTEXT_TOKENS
-from langchain_toolprm.train.model import label_logits, label_token_ids
+from langchain_toolprm.train.context_packing import pack_context_queries
+from langchain_toolprm.train.model import judged_label_logits, label_logits, label_token_ids
 from langchain_toolprm.train.packing import TAGGED, Packed, load_queries, pack_queries, sibling_groups
 
 logger = logging.getLogger(__name__)
@@ -72,14 +75,35 @@ def _only(packed: Packed, nodes: set[int]) -> Packed:
     return replace(packed, targets=[t if i in nodes else None for i, t in enumerate(packed.targets)])
 
 
-def _iter_scores(model: Any, data: Sequence[Packed], plus_id: int, minus_id: int, device: Any
+def _iter_scores(logits_of: Callable[[Packed], Any], data: Sequence[Packed], plus_id: int, minus_id: int
                  ) -> Iterator[tuple[Packed, list[float]]]:
     import torch
 
     with torch.inference_mode():
         for packed in data:
-            logits = label_logits(model, packed, device)[:, [plus_id, minus_id]]
+            logits = logits_of(packed)[:, [plus_id, minus_id]]
             yield packed, torch.softmax(logits, dim=-1)[:, 0].tolist()
+
+
+def _scorer(model_ref: str | Path) -> tuple[Any, Callable[[Packed], Any], Callable[..., list[Packed]]]:
+    """``(tokenizer, label logits of a packed query, packing function)`` for the PRM's prompt format.
+
+    A policy-context PRM is scored as a search scores it: base weights for the tree, the adapter
+    switched on for the suffixes; any other PRM is loaded merged and reads its own text.
+    """
+    import torch
+
+    if prompt_version(model_ref) == CONTEXT_PROMPT_VERSION:
+        from langchain_toolprm.prm.context import ContextPRM
+
+        prm = ContextPRM.from_pretrained(model_ref, dtype=torch.float32)
+        model, device = prm.lm.model, prm.lm.device
+        return prm.lm.tokenizer, lambda packed: judged_label_logits(
+            model, packed, device, plain=contextlib.nullcontext, adapted=prm.switch.active), pack_context_queries
+    model, tokenizer = load_prm_model(model_ref, dtype=torch.float32)
+    model.eval()
+    device = next(model.parameters()).device
+    return tokenizer, lambda packed: label_logits(model, packed, device), pack_queries
 
 
 def answer_selection(answers: Sequence[tuple[Sequence[float], bool]]) -> dict[str, bool] | None:
@@ -135,22 +159,18 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     models, the final step for an outcome model (``aggregation`` ``"min"`` or ``"last"``; read from
     the model's training metadata when not given). Histories are rendered all ``+``, as at inference.
     """
-    import torch
-
     started = time.perf_counter()
-    model, tokenizer = load_prm_model(model_ref, dtype=torch.float32)
-    model.eval()
+    tokenizer, logits_of, pack = _scorer(model_ref)
     if aggregation is None:
         folder = default_prm_path() if str(model_ref) == DEFAULT_PRM else Path(model_ref)
         objective = prm_meta(folder).get("objective", "prm") if folder.is_dir() else "prm"
         aggregation = "last" if objective == "outcome" else "min"
     plus_id, minus_id = label_token_ids(tokenizer)
     # The same queries for every model: the split's first ``limit`` whose context fits, in file order.
-    packed_set = pack_queries(load_queries(data, split), tokenizer, "eval", max_context_tokens, max_tokens)
+    packed_set = pack(load_queries(data, split), tokenizer, "eval", max_context_tokens, max_tokens)
     if per_source is not None:  # a split is written source by source: the first N would be one source
         packed_set = _first_per_source(packed_set, per_source)
     packed_set = packed_set[:limit]
-    device = next(model.parameters()).device
     step_hits = step_total = step_pos = 0
     loss_sum = 0.0
     traj_hits = traj_total = traj_pos = 0
@@ -164,7 +184,7 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     select_hits: dict[str, int] = dict.fromkeys(PATH_AGGREGATIONS, 0)
     select_groups = 0
     select_chance = 0.0
-    iterator = _iter_scores(model, packed_set, plus_id, minus_id, device)
+    iterator = _iter_scores(logits_of, packed_set, plus_id, minus_id)
     if progress:
         from tqdm.auto import tqdm
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_toolprm.grammar import StepTag
 from langchain_toolprm.prm.adapters import META_FILE
-from langchain_toolprm.prm.prompt import PROMPT_VERSION
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
 from langchain_toolprm.train.config import TrainConfig
+from langchain_toolprm.train.context_packing import pack_context_queries
 from langchain_toolprm.train.model import label_logits, label_token_ids, model_for_training
 from langchain_toolprm.train.packing import Packed, load_queries, pack_queries, sibling_groups
 
@@ -113,7 +113,8 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     model, tokenizer = model_for_training(config)
     plus_id, minus_id = label_token_ids(tokenizer)
     queries = [query for path in config.data for query in load_queries(path, "train")]
-    data = pack_queries(queries, tokenizer, config.objective, config.max_context_tokens, config.max_tokens)
+    pack = pack_context_queries if config.prompt == "policy" else pack_queries
+    data = pack(queries, tokenizer, config.objective, config.max_context_tokens, config.max_tokens)
     if config.max_queries is not None and len(data) > config.max_queries:
         data = _policy_first(data, config.max_queries, config.seed, by_source=config.mix_sources)
     if not data:
@@ -193,7 +194,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     summary = {
         "objective": config.objective,
         "base": config.base,
-        "prompt_version": PROMPT_VERSION,
+        "prompt_version": config.prompt_version,
         "train_queries": len(data),
         "train_labels": sum(sum(t is not None for t in p.targets) for p in data),
         "train_tokens_per_epoch": sum(len(p.ids) for p in data),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 from langchain_toolprm.train.config import TrainConfig
+from langchain_toolprm.train.context_packing import ContextPacked
 from langchain_toolprm.train.packing import Packed, encode_text
 
 logger = logging.getLogger(__name__)
@@ -81,9 +83,9 @@ def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
     if not is_adapter(folder):
         raise ValueError(f"init={config.init!r} is not a LoRA adapter folder (no adapter_config.json in {folder}).")
     meta = prm_meta(folder)
-    if meta.get("prompt_version", PROMPT_VERSION) != PROMPT_VERSION:
+    if meta.get("prompt_version", PROMPT_VERSION) != config.prompt_version:
         raise ValueError(f"init={config.init!r} was trained on prompt format {meta['prompt_version']!r}, "
-                         f"this version writes {PROMPT_VERSION!r}.")
+                         f"this run trains {config.prompt_version!r} (prompt={config.prompt!r}).")
     if meta.get("base", config.base) != config.base:
         raise ValueError(f"init={config.init!r} adapts {meta['base']!r}, not base={config.base!r}.")
     model, tokenizer = load_causal_lm(config.base, dtype=config.dtype)
@@ -101,6 +103,8 @@ def label_logits(model: Any, packed: Packed, device: Any) -> torch.Tensor:
     """Logits at every node's label position, ``[nodes, vocab]``; the head runs on those rows only."""
     import torch
 
+    if isinstance(packed, ContextPacked):
+        return judged_label_logits(_causal_lm(model), packed, device, plain=lambda: _adapter_off(model))
     lm = _causal_lm(model)
     ids = torch.tensor([packed.ids], device=device)
     positions = torch.tensor([packed.positions], device=device)
@@ -108,3 +112,41 @@ def label_logits(model: Any, packed: Packed, device: Any) -> torch.Tensor:
     hidden = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
     rows = hidden[0, torch.tensor(packed.label_at, device=device)]
     return lm.get_output_embeddings()(rows).float()
+
+
+def _adapter_off(model: Any) -> contextlib.AbstractContextManager[Any]:
+    """The plain weights of a PEFT model (the context and the candidates are read without the adapter)."""
+    import torch
+
+    if not hasattr(model, "disable_adapter"):
+        raise ValueError("A PRM in the policy-context format is a LoRA adapter; train it with lora=True.")
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(model.disable_adapter())
+    return stack
+
+
+def judged_label_logits(lm: Any, packed: ContextPacked, device: Any,
+                        plain: Callable[[], contextlib.AbstractContextManager[Any]],
+                        adapted: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+                        ) -> torch.Tensor:
+    """Logits after every node's judgement suffix, ``[nodes, vocab]``, in the two passes of inference.
+
+    The tree (prompt and call texts) runs under ``plain()`` (no adapter, no gradient), the suffixes
+    under ``adapted()`` on its cache, as `ScoringLM.judged_logits` scores them; so only the suffixes'
+    few tokens are back-propagated through.
+    """
+    import torch
+
+    forward = lm.model
+    cache_kwarg = "cache" if "cache" in inspect.signature(forward.forward).parameters else "past_key_values"
+    ids, mask, positions = packed.tree.tree_inputs(0)
+    with plain():
+        out = forward(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                      use_cache=True)
+    cache = out[cache_kwarg]  # the output names it as the forward does (``cache`` in recent transformers)
+    ids, mask, positions, last = packed.tree.suffix_inputs(0)
+    with adapted():
+        hidden = forward(input_ids=ids.to(device), attention_mask=mask.to(device),
+                         position_ids=positions.to(device), use_cache=True, **{cache_kwarg: cache}).last_hidden_state
+        return lm.get_output_embeddings()(hidden[0, torch.tensor(last, device=device)]).float()

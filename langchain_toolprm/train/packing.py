@@ -90,10 +90,10 @@ class Packed:
 
 
 TAGGED = {tag: Action(tag) for tag in StepTag}  # stand-ins: `labelled_length` reads the tags only
-_ORIGIN_ORDER = {"reference": 0, "sample": 1, "branch": 2, "rule": 3, "perturbed": 3, "completed": 4}
+ORIGIN_ORDER = {"reference": 0, "sample": 1, "branch": 2, "rule": 3, "perturbed": 3, "completed": 4}
 
 
-def _select(trajectories: list[Trajectory], objective: Objective | Literal["eval"]
+def select_steps(trajectories: list[Trajectory], objective: Objective | Literal["eval"]
             ) -> list[tuple[Trajectory, int, list[bool | None]]]:
     """Per trajectory, how many steps enter the sequence and the targets of those steps."""
     out: list[tuple[Trajectory, int, list[bool | None]]] = []
@@ -141,12 +141,12 @@ def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, object
     plus = encode_text(tokenizer, LABEL_POSITIVE)
     newline = encode_text(tokenizer, _LINE_END)
     trajectories = sorted((Trajectory.from_json(t) for t in query["trajectories"]),
-                          key=lambda t: _ORIGIN_ORDER.get(t.origin, 9))
+                          key=lambda t: ORIGIN_ORDER.get(t.origin, 9))
     ids, positions = list(context_ids), list(range(len(context_ids)))
     nodes: dict[tuple[Any, ...], int] = {}
     packed = Packed(ids, positions, len(context_ids), [], [], [], [], [], [], str(query.get("mode", "rules")),
                     str(query.get("source", "")), len(query["reference"]))
-    for trajectory, length, targets in _select(trajectories, objective):
+    for trajectory, length, targets in select_steps(trajectories, objective):
         actions = trajectory.actions
         shared = 0
         while shared < length and tuple(actions[: shared + 1]) in nodes:
@@ -187,13 +187,14 @@ def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 def pack_queries(queries: Sequence[dict[str, Any]], tokenizer: PreTrainedTokenizerBase, objective: Objective | str,
                  max_context_tokens: int, max_tokens: int) -> list[Packed]:
     """Every query that fits, packed; for training, only those with a labelled step."""
-    out = []
-    for query in queries:
-        packed = pack_query(query, tokenizer, objective,  # type: ignore[arg-type]
-                            max_context_tokens=max_context_tokens, max_tokens=max_tokens)
-        if packed is not None and (objective == "eval" or any(t is not None for t in packed.targets)):
-            out.append(packed)
-    return out
+    return usable([pack_query(query, tokenizer, objective,  # type: ignore[arg-type]
+                              max_context_tokens=max_context_tokens, max_tokens=max_tokens) for query in queries],
+                  objective)
+
+
+def usable(packed: Sequence[Packed | None], objective: Objective | str) -> list[Packed]:
+    """The packed queries a run can use: all that fit for evaluation, those with a labelled step for training."""
+    return [p for p in packed if p is not None and (objective == "eval" or any(t is not None for t in p.targets))]
 
 
 def sibling_groups(packed: Packed) -> list[tuple[list[int], list[int]]]:

@@ -1,0 +1,133 @@
+"""Token sequences as one prefix tree, each with a short suffix branch read in a second pass.
+
+A PRM that reads the policy's own context (`langchain_toolprm.prm.context_format`) scores many
+candidate texts that share a prefix, each followed by the same kind of judgement suffix. The texts
+run on the model's plain weights and the suffixes with the PRM's adapter on, so they are two forward
+passes: the first feeds the texts as a prefix tree (every shared token once), the second feeds all
+suffixes as branches off their text's last token. Training builds the same tree over a query's
+context and every step of its trajectories (`langchain_toolprm.train.context_packing`), so the model
+is trained on exactly the attention pattern it is scored with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["JudgedTree"]
+
+
+@dataclass
+class JudgedTree:
+    """Rows of token ids after a shared prefix, as a tree, and one suffix per row.
+
+    Attributes:
+        tokens: The tree's tokens, parents before children.
+        parents: Per tree token, its parent (``-1``: the shared prefix).
+        depths: Per tree token, how many tree tokens precede it on its path.
+        ends: Per row, the tree token it ends at (``-1``: the row adds nothing to the prefix).
+        suffixes: Per row, the suffix's token ids.
+
+    """
+
+    tokens: list[int] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    depths: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    suffixes: list[list[int]] = field(default_factory=list)
+    _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, rows: Sequence[Sequence[int]], suffixes: Sequence[Sequence[int]]) -> JudgedTree:
+        """The tree of ``rows`` (each a list of token ids after the prefix), every shared token once."""
+        tree = cls()
+        for row, suffix in zip(rows, suffixes, strict=True):
+            tree.add(row, suffix)
+        return tree
+
+    def new_tokens(self, row: Sequence[int]) -> int:
+        """How many tokens `add` would put in the tree for ``row`` (its suffix aside)."""
+        node = -1
+        for i, token in enumerate(row):
+            child = self._children.get((node, token))
+            if child is None:
+                return len(row) - i
+            node = child
+        return 0
+
+    def add(self, row: Sequence[int], suffix: Sequence[int]) -> int:
+        """Add a row and its suffix; returns the row's index."""
+        node = -1
+        for token in row:
+            child = self._children.get((node, token))
+            if child is None:
+                child = self._children[(node, token)] = len(self.tokens)
+                self.tokens.append(token)
+                self.parents.append(node)
+                self.depths.append(0 if node < 0 else self.depths[node] + 1)
+            node = child
+        self.ends.append(node)
+        self.suffixes.append(list(suffix))
+        return len(self.ends) - 1
+
+    def _ancestry(self) -> torch.Tensor:
+        """``[n, n]``: whether tree token j is on the path to tree token i (itself included)."""
+        import torch
+
+        n = len(self.tokens)
+        on_path = torch.zeros(n, n, dtype=torch.bool)
+        for node, parent in enumerate(self.parents):
+            if parent >= 0:
+                on_path[node] = on_path[parent]
+            on_path[node, node] = True
+        return on_path
+
+    def tree_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(ids [1, n], additive mask [1, 1, n, prefix_len + n], positions [1, n])`` of the first pass."""
+        import torch
+
+        allowed = torch.cat([torch.ones(len(self.tokens), prefix_len, dtype=torch.bool), self._ancestry()], dim=1)
+        return (torch.tensor([self.tokens]), _additive(allowed),
+                torch.tensor([[prefix_len + d for d in self.depths]]))
+
+    def suffix_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """``(ids, mask, positions, last)`` of the second pass, after the prefix and the whole tree.
+
+        ``last`` holds, per row, the index (in the pass's tokens) of its suffix's last token, where its
+        label is read.
+        """
+        import torch
+
+        n = len(self.tokens)
+        ancestry = self._ancestry() if n else torch.zeros(0, 0, dtype=torch.bool)
+        total = sum(len(s) for s in self.suffixes)
+        allowed = torch.zeros(total, prefix_len + n + total, dtype=torch.bool)
+        allowed[:, :prefix_len] = True
+        ids: list[int] = []
+        positions: list[int] = []
+        last: list[int] = []
+        for end, suffix in zip(self.ends, self.suffixes, strict=True):
+            start = len(ids)
+            base = prefix_len + (self.depths[end] + 1 if end >= 0 else 0)
+            for j, token in enumerate(suffix):
+                row = start + j
+                if end >= 0:
+                    allowed[row, prefix_len: prefix_len + n] = ancestry[end]
+                allowed[row, prefix_len + n + start: prefix_len + n + row + 1] = True
+                ids.append(token)
+                positions.append(base + j)
+            last.append(len(ids) - 1)
+        return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
+
+
+def _additive(allowed: torch.Tensor) -> torch.Tensor:
+    """A boolean ``[q, k]`` mask as the additive ``[1, 1, q, k]`` float mask the models take."""
+    import torch
+
+    mask = torch.zeros(allowed.shape)
+    mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)
+    return mask[None, None]

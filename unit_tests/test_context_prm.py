@@ -1,0 +1,133 @@
+"""The policy-context PRM format: trained on the policy's own prompt and call text, scored on its cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from langchain_toolprm.data.rollouts import Trajectory
+from langchain_toolprm.grammar import Grammar
+from langchain_toolprm.lm.judged_tree import JudgedTree
+from langchain_toolprm.tools import to_tool_specs
+from langchain_toolprm.train import TrainConfig, load_queries, train_prm
+from langchain_toolprm.train.context_packing import PolicyRenderer, pack_context_query
+from langchain_toolprm.train.packing import ORIGIN_ORDER
+from unit_tests.test_train import _tokenizer, data_dir  # noqa: F401 (a fixture)
+
+
+def test_judged_tree_shares_tokens_and_keeps_suffixes_apart():
+    tree = JudgedTree.build([[1, 2, 3], [1, 2, 4], []], [[9, 8], [9], [7]])
+    assert tree.tokens == [1, 2, 3, 4] and tree.parents == [-1, 0, 1, 1] and tree.ends == [2, 3, -1]
+    ids, mask, positions = tree.tree_inputs(prefix_len=5)
+    assert positions.tolist() == [[5, 6, 7, 7]]
+    seen = mask[0, 0] == 0
+    assert seen[3].tolist() == [True] * 5 + [True, True, False, True]  # token 4 does not see token 3
+    ids, mask, positions, last = tree.suffix_inputs(prefix_len=5)
+    assert ids.tolist() == [[9, 8, 9, 7]] and positions.tolist() == [[8, 9, 8, 5]] and last == [1, 2, 3]
+    seen = mask[0, 0] == 0
+    # row 0's second suffix token: the prefix, its path 1-2-3, its own suffix so far; not row 1's token 4
+    assert seen[1].tolist() == [True] * 5 + [True, True, True, False] + [True, True, False, False]
+    assert seen[3].tolist() == [True] * 5 + [False] * 4 + [False, False, False, True]  # nothing past the prefix
+
+
+@pytest.fixture(scope="module")
+def context_prm_dir(data_dir: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    out = tmp_path_factory.mktemp("context-prm") / "prm"
+    summary = train_prm(TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), prompt="policy", max_steps=2,
+                                    batch_size=2, lr=5e-2, threads=1), progress=False)
+    assert summary["prompt_version"] == "toolprm-context-v1" and summary["steps"] == 2
+    return out
+
+
+def test_a_trained_context_prm_scores_in_search_as_in_training(context_prm_dir: Path, data_dir: Path,  # noqa: F811
+                                                                tiny_model_dir: Path) -> None:
+    """Every node's score from the training-time packing equals the search's score of that step."""
+    import contextlib
+
+    import torch
+
+    from langchain_toolprm.components import load_prm
+    from langchain_toolprm.policy.transformers import TransformersPolicy
+    from langchain_toolprm.prm.context import ContextPRM
+    from langchain_toolprm.train.model import judged_label_logits, label_token_ids
+
+    policy = TransformersPolicy.from_pretrained(str(tiny_model_dir), format="template")
+    prm = load_prm(str(context_prm_dir), policy)
+    assert isinstance(prm, ContextPRM) and prm.lm is policy.lm  # one model: the adapter rides on the policy's
+    tokenizer = _tokenizer(tiny_model_dir)
+    plus, minus = label_token_ids(tokenizer)
+    query = load_queries(data_dir)[0]
+    packed = pack_context_query(query, PolicyRenderer(tokenizer), "eval", max_tokens=100_000)  # every trajectory
+    assert packed is not None and len(packed.targets) > 5
+    with torch.inference_mode():
+        logits = judged_label_logits(policy.lm.model, packed, "cpu", plain=contextlib.nullcontext,
+                                     adapted=prm.switch.active)
+    packed_scores = torch.softmax(logits[:, [plus, minus]], dim=-1)[:, 0]
+    specs = to_tool_specs(query["tools"])
+    grammar = Grammar(specs)
+    session = policy.session(query["messages"], specs)
+    scoring = prm.session_for(query["messages"], specs, session)
+    trajectories = sorted((Trajectory.from_json(t) for t in query["trajectories"]),
+                          key=lambda t: ORIGIN_ORDER[t.origin])
+    checked = 0
+    for (nodes, _, _), trajectory in zip(packed.trajectories, trajectories, strict=True):
+        states = grammar.walk(trajectory.actions)
+        path = list(zip(states, trajectory.actions, strict=False))
+        for i, node in enumerate(nodes):
+            expected = scoring.score(path[:i], states[i], [trajectory.actions[i]])[0]
+            assert abs(float(packed_scores[node]) - expected) < 1e-4
+            checked += 1
+    assert checked >= len(packed.targets)
+    assert len({round(float(s), 4) for s in packed_scores}) > 1  # trained: the scores are not all one value
+
+
+def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_prm_dir: Path, tiny_model_dir: Path,
+                                                                       tiny_lora_dir: Path) -> None:
+    """The PRM reads the policy's cache: per candidate, its text and suffix only, never the prompt again."""
+    from langchain_toolprm import SearchConfig, run_search
+    from langchain_toolprm.components import load_policy
+
+    policy = load_policy(str(tiny_model_dir))
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
+                                               "parameters": {"type": "object", "properties": {
+                                                   "city": {"type": "string"}}, "required": ["city"]}}}]
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    per_candidate = {}
+    for name, prm in (("context", context_prm_dir), ("generic", tiny_lora_dir)):
+        result = run_search(messages, tools, policy=policy, prm=str(prm), tool_choice="required",
+                            config=SearchConfig(num_beams=2, beam_width=3, max_value_tokens=8))
+        assert result.finished and result.calls[0]["name"] == "get_weather"
+        per_candidate[name] = result.cost.prm_tokens / result.cost.prm_candidates
+    assert per_candidate["context"] < per_candidate["generic"] / 2, per_candidate
+
+
+def test_a_context_prm_refuses_to_run_apart_from_its_base_policy(context_prm_dir: Path, tiny_model_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    from langchain_toolprm.components import load_prm
+    from langchain_toolprm.prm.context import ContextPRM
+    from unit_tests.conftest import save_tiny_model
+    from unit_tests.engine_fakes import TargetPolicy
+
+    with pytest.raises(ValueError, match="reads the policy's own context"):
+        load_prm(str(context_prm_dir))  # no policy: it cannot load as a model of its own
+    other = save_tiny_model(tmp_path / "other-model")
+    from langchain_toolprm.policy.transformers import TransformersPolicy
+
+    with pytest.raises(ValueError, match="reads the policy's own context"):
+        load_prm(str(context_prm_dir), TransformersPolicy.from_pretrained(str(other)))
+    prm = ContextPRM.from_pretrained(str(context_prm_dir))
+    with pytest.raises(ValueError, match="inside a search"):
+        prm.session([], [])
+    session = TargetPolicy([]).session([], [])
+    with pytest.raises(ValueError, match="policy must be that loaded model"):
+        prm.session_for([], [], session)
+    with pytest.raises(ValueError, match="lora=True"):
+        TrainConfig(data=tmp_path, out=tmp_path / "x", prompt="policy", lora=False)
+
+
+def test_eval_prm_scores_a_context_prm(context_prm_dir: Path, data_dir: Path) -> None:  # noqa: F811
+    from langchain_toolprm.train import evaluate_prm
+
+    result = evaluate_prm(str(context_prm_dir), data_dir, progress=False)
+    assert result.queries > 0 and result.steps > 0 and 0.0 <= result.step_accuracy <= 1.0
