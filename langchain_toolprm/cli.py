@@ -17,6 +17,7 @@ from langchain_toolprm.cli_prm import PRM_COMMANDS
 from langchain_toolprm.demo import DemoSettings
 from langchain_toolprm.evaluation.bench import BenchSettings
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
+from langchain_toolprm.evaluation.plots import CostAxis
 from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, SearchConfig
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -100,7 +101,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", help="one or more `toolprm eval` result folders")
     parser.add_argument("--output", "-o", default="budget.png", help="the PNG file to write")
-    parser.add_argument("--x", default="policy_tokens", choices=["policy_tokens", "prm_candidates", "wall_seconds"],
+    parser.add_argument("--x", default="policy_tokens", choices=list(get_args(CostAxis)),
                         help="compute on the x axis (mean per case)")
     parser.add_argument("--category", help="plot one category's accuracy (default: all cases)")
     parser.add_argument("--title", help="plot title")

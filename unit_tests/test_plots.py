@@ -92,3 +92,15 @@ def test_plot_rejects_empty_results_and_unknown_axes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cost axis"):
         plot_budget([empty], tmp_path / "x.png", x="joules")  # type: ignore[arg-type]
     assert main(["plot", str(tmp_path / "nowhere"), "--output", str(tmp_path / "y.png")]) == 1
+
+
+def test_total_tokens_axis_adds_the_prm_tokens(tmp_path: Path) -> None:
+    folder = _result_folder(tmp_path / "a", {"greedy": (1, 300), "beam_N2_M4": (4, 1500)})
+    beam = folder / "beam_N2_M4.jsonl"
+    lines = [json.loads(line) for line in beam.read_text().splitlines()]
+    beam.write_text("".join(json.dumps({**x, "cost": {**x["cost"], "prm_tokens": 500}}) + "\n" for x in lines))
+    left, _ = budget_figure([folder], x="total_tokens").axes
+    lines_by_label = {line.get_label(): line for line in left.get_lines()}
+    assert list(lines_by_label["beam N=2"].get_xdata()) == [2000]
+    assert list(lines_by_label["greedy"].get_xdata()) == [300]
+    assert left.get_xlabel() == "policy + PRM tokens per case (mean)"

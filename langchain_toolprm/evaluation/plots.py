@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["COST_AXES", "budget_figure", "plot_budget"]
 
-CostAxis = Literal["policy_tokens", "prm_candidates", "wall_seconds"]
+CostAxis = Literal["policy_tokens", "total_tokens", "prm_candidates", "wall_seconds"]
 COST_AXES: dict[str, str] = {
     "policy_tokens": "policy tokens per case (mean)",
+    "total_tokens": "policy + PRM tokens per case (mean)",
     "prm_candidates": "PRM candidates per case (mean)",
     "wall_seconds": "wall seconds per case (mean)",
 }

@@ -35,6 +35,7 @@ class RunSummary:
         lenient_accuracy: For ``unconstrained``, the same with the lenient parse.
         policy_tokens: Mean policy token positions per case.
         prm_candidates: Mean PRM-scored candidates per case.
+        total_tokens: Mean token positions per case through the policy and the PRM together.
         wall_seconds: Mean wall seconds per case.
         errors: Cases the engine raised on (counted wrong).
         records: For record-form data, name and argument P/R/F1 and exact match.
@@ -53,6 +54,7 @@ class RunSummary:
     policy_tokens: float
     prm_candidates: float
     wall_seconds: float
+    total_tokens: float = 0.0
     errors: int = 0
     records: dict[str, float] | None = None
 
@@ -134,6 +136,7 @@ def _summarize_run(name: str, lines: Sequence[dict[str, Any]], prm: str | None) 
         lenient_accuracy=_accuracy(with_lenient, "lenient_correct") if with_lenient else None,
         policy_tokens=_mean([line["cost"]["policy_tokens"] for line in lines]),
         prm_candidates=_mean([line["cost"]["prm_candidates"] for line in lines]),
+        total_tokens=_mean([line["cost"]["policy_tokens"] + line["cost"].get("prm_tokens", 0) for line in lines]),
         wall_seconds=_mean([line["cost"]["wall_seconds"] for line in lines]),
         errors=sum(1 for line in lines if line.get("error")),
         records=_record_scores(lines),
