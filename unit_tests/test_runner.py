@@ -207,10 +207,26 @@ def test_eval_writes_predictions_manifest_and_summary(bfcl_dir: Path, tmp_path: 
     assert json.loads((out / "summary.json").read_text())["runs"][0]["name"] == "greedy"
 
 
-def test_two_evals_share_a_folder_with_their_own_runs(bfcl_dir: Path, tmp_path: Path) -> None:
-    """One eval per core, each its own runs, one folder: the manifest and the summary hold both."""
+def test_two_evals_share_a_folder_with_their_own_runs(bfcl_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One eval per core, each its own runs, one folder: the manifest and the summary hold both.
+
+    Reading the manifest is slowed down so that, without the lock, both evals would read it before
+    either writes it, and the later write would drop the other's runs.
+    """
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
+    from langchain_toolprm.evaluation import store
+
+    read = store.check_manifest
+
+    def slow_read(*args: object) -> object:
+        found = read(*args)  # type: ignore[arg-type]
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(store, "check_manifest", slow_read)
     out = tmp_path / "out"
     configs = [_config(bfcl_dir, out, strategies=["greedy"]), _config(bfcl_dir, out, strategies=["beam"])]
     with ThreadPoolExecutor(2) as pool:

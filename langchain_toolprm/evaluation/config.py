@@ -193,9 +193,7 @@ class RunSpec:
         if self.num_samples is not None:
             budget["num_samples"] = self.num_samples
         settings = {name: getattr(config.search, name) for name in _SEARCH_FIELDS}
-        if self.strategy == "beam_adaptive":
-            settings["adaptive"] = config.search.adaptive or AdaptiveBudget()
-        elif self.strategy == "beam":
-            settings["adaptive"] = None
+        adaptive = self.strategy == "beam_adaptive"
+        settings["adaptive"] = (config.search.adaptive or AdaptiveBudget()) if adaptive else None
         strategy = "beam" if self.strategy in _BEAMS else self.strategy
         return SearchConfig.model_validate({**settings, "strategy": strategy, **budget})

@@ -40,6 +40,7 @@ class JudgedTree:
     ends: list[int] = field(default_factory=list)
     suffixes: list[list[int]] = field(default_factory=list)
     _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    _on_path: torch.Tensor | None = field(default=None, repr=False)  # `_ancestry`, until a row adds a token
 
     @classmethod
     def build(cls, rows: Sequence[Sequence[int]], suffixes: Sequence[Sequence[int]]) -> JudgedTree:
@@ -79,11 +80,14 @@ class JudgedTree:
         import torch
 
         n = len(self.tokens)
+        if self._on_path is not None and len(self._on_path) == n:  # both passes read it: built once
+            return self._on_path
         on_path = torch.zeros(n, n, dtype=torch.bool)
         for node, parent in enumerate(self.parents):
             if parent >= 0:
                 on_path[node] = on_path[parent]
             on_path[node, node] = True
+        self._on_path = on_path
         return on_path
 
     def tree_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,7 +107,7 @@ class JudgedTree:
         import torch
 
         n = len(self.tokens)
-        ancestry = self._ancestry() if n else torch.zeros(0, 0, dtype=torch.bool)
+        ancestry = self._ancestry()
         total = sum(len(s) for s in self.suffixes)
         allowed = torch.zeros(total, prefix_len + n + total, dtype=torch.bool)
         allowed[:, :prefix_len] = True
