@@ -31,6 +31,54 @@ def test_judged_tree_shares_tokens_and_keeps_suffixes_apart():
     assert seen[3].tolist() == [True] * 5 + [False] * 4 + [False, False, False, True]  # nothing past the prefix
 
 
+def test_one_pass_inputs_are_the_two_passes_side_by_side():
+    """One pass sees exactly what the tree pass and the suffix pass see, at the same positions."""
+    import torch
+
+    tree = JudgedTree.build([[1, 2, 3], [1, 2, 4], []], [[9, 8], [9], [7]])
+    tree_ids, tree_mask, tree_positions = tree.tree_inputs(prefix_len=5)
+    suffix_ids, suffix_mask, suffix_positions, suffix_last = tree.suffix_inputs(prefix_len=5)
+    ids, mask, positions, last = tree.one_pass_inputs(prefix_len=5)
+    assert ids.tolist() == [tree_ids[0].tolist() + suffix_ids[0].tolist()]
+    assert positions.tolist() == [tree_positions[0].tolist() + suffix_positions[0].tolist()]
+    assert last == [4 + i for i in suffix_last]
+    seen = mask[0, 0] == 0
+    assert torch.equal(seen[:4, :9], tree_mask[0, 0] == 0) and not seen[:4, 9:].any()  # the tree never sees a suffix
+    assert torch.equal(seen[4:], suffix_mask[0, 0] == 0)
+
+
+def test_the_adapter_changes_only_the_rows_it_is_given(tiny_model_dir: Path, tiny_lora_dir: Path) -> None:
+    """Rows outside the index run on the plain weights; rows inside as with the adapter everywhere."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from langchain_toolprm.prm.adapters import plain_lora
+    from langchain_toolprm.prm.shared import LoraSwitch
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    lora = plain_lora(str(tiny_lora_dir), "toolprm-prompt-v1")
+    assert lora is not None
+    switch = LoraSwitch(model, lora[0], lora[1])
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        with switch.active():
+            adapted = model(input_ids=ids).logits
+        # One layer only: the rows' hidden states stay apart (no attention mixes them before the head).
+        layer = switch.factors[0][0]
+        hidden = torch.randn(1, 5, layer.in_features)
+        with switch.active(torch.tensor([1, 3])):
+            mixed = layer(hidden)
+            with pytest.raises(RuntimeError, match="already on"), switch.active(torch.tensor([0])):
+                pass
+        with switch.active():
+            full = layer(hidden)
+        base = layer(hidden)
+    assert not torch.allclose(plain, adapted)  # the adapter does something here
+    assert torch.allclose(mixed[:, [0, 2, 4]], base[:, [0, 2, 4]]) and torch.allclose(mixed[:, [1, 3]], full[:, [1, 3]])
+    assert not torch.allclose(base[:, [1, 3]], full[:, [1, 3]])
+
+
 @pytest.fixture(scope="module")
 def context_prm_dir(data_dir: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
     out = tmp_path_factory.mktemp("context-prm") / "prm"
@@ -79,6 +127,7 @@ def test_a_trained_context_prm_scores_in_search_as_in_training(context_prm_dir: 
             assert abs(float(packed_scores[node]) - expected) < 1e-4
             checked += 1
     assert checked >= len(packed.targets)
+    assert scoring.usage.forwards == checked  # one forward pass per judged state: texts and suffixes together
     assert len({round(float(s), 4) for s in packed_scores}) > 1  # trained: the scores are not all one value
 
 

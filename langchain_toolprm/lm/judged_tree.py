@@ -1,12 +1,14 @@
-"""Token sequences as one prefix tree, each with a short suffix branch read in a second pass.
+"""Token sequences as one prefix tree, each with a short suffix branch off its last token.
 
 A PRM that reads the policy's own context (`langchain_toolprm.prm.context_format`) scores many
 candidate texts that share a prefix, each followed by the same kind of judgement suffix. The texts
-run on the model's plain weights and the suffixes with the PRM's adapter on, so they are two forward
-passes: the first feeds the texts as a prefix tree (every shared token once), the second feeds all
-suffixes as branches off their text's last token. Training builds the same tree over a query's
-context and every step of its trajectories (`langchain_toolprm.train.context_packing`), so the model
-is trained on exactly the attention pattern it is scored with.
+run on the model's plain weights and the suffixes with the PRM's adapter on: the texts as a prefix
+tree (every shared token once), the suffixes as branches off their text's last token. Inference feeds
+both in one forward pass, the adapter added at the suffix rows only
+(`langchain_toolprm.prm.shared.LoraSwitch.active`); training feeds them as two passes, so that the
+tree needs no gradient. Training builds the same tree over a query's context and every step of its
+trajectories (`langchain_toolprm.train.context_packing`), so the model is trained on exactly the
+attention pattern it is scored with.
 """
 
 from __future__ import annotations
@@ -91,19 +93,49 @@ class JudgedTree:
         return on_path
 
     def tree_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(ids [1, n], additive mask [1, 1, n, prefix_len + n], positions [1, n])`` of the first pass."""
+        """``(ids [1, n], additive mask [1, 1, n, prefix_len + n], positions [1, n])`` of the tree alone.
+
+        Training feeds the tree and the suffixes as two passes (`suffix_inputs`), the tree without a
+        gradient; inference feeds both at once (`one_pass_inputs`). The attention is the same.
+        """
         import torch
 
         allowed = torch.cat([torch.ones(len(self.tokens), prefix_len, dtype=torch.bool), self._ancestry()], dim=1)
-        return (torch.tensor([self.tokens]), _additive(allowed),
-                torch.tensor([[prefix_len + d for d in self.depths]]))
+        return torch.tensor([self.tokens]), _additive(allowed), torch.tensor([self._tree_positions(prefix_len)])
 
     def suffix_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-        """``(ids, mask, positions, last)`` of the second pass, after the prefix and the whole tree.
+        """``(ids, mask, positions, last)`` of the suffixes, after the prefix and the whole tree in the cache.
 
         ``last`` holds, per row, the index (in the pass's tokens) of its suffix's last token, where its
         label is read.
         """
+        import torch
+
+        ids, allowed, positions, last = self._suffix_rows(prefix_len)
+        return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
+
+    def one_pass_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """``(ids, mask, positions, last)``: the tree's tokens, then every suffix, as one pass.
+
+        The tree's rows see the prefix and their ancestors, a suffix's rows its text's path and its own
+        earlier tokens, exactly as in the two passes; ``last`` indexes the pass's tokens (tree first),
+        and the suffix rows are the pass's last ``len(ids) - len(self.tokens)``.
+        """
+        import torch
+
+        n = len(self.tokens)
+        suffix_ids, suffix_allowed, suffix_positions, last = self._suffix_rows(prefix_len)
+        tree_allowed = torch.zeros(n, prefix_len + n + len(suffix_ids), dtype=torch.bool)
+        tree_allowed[:, :prefix_len] = True
+        tree_allowed[:, prefix_len: prefix_len + n] = self._ancestry()
+        return (torch.tensor([self.tokens + suffix_ids]), _additive(torch.cat([tree_allowed, suffix_allowed])),
+                torch.tensor([self._tree_positions(prefix_len) + suffix_positions]), [n + i for i in last])
+
+    def _tree_positions(self, prefix_len: int) -> list[int]:
+        return [prefix_len + d for d in self.depths]
+
+    def _suffix_rows(self, prefix_len: int) -> tuple[list[int], torch.Tensor, list[int], list[int]]:
+        """Suffix ids, their boolean ``[total, prefix_len + n + total]`` mask, positions and each row's last index."""
         import torch
 
         n = len(self.tokens)
@@ -125,7 +157,7 @@ class JudgedTree:
                 ids.append(token)
                 positions.append(base + j)
             last.append(len(ids) - 1)
-        return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
+        return ids, allowed, positions, last
 
 
 def _additive(allowed: torch.Tensor) -> torch.Tensor:

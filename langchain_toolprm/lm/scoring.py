@@ -272,22 +272,22 @@ class ScoringLM(TokenizedLM):
         return self._token_logits(last, token_ids)
 
     def judged_logits(self, base: Prefix, texts: Sequence[str], suffixes: Sequence[Sequence[int]],
-                      token_ids: Sequence[int], adapter: Callable[[], AbstractContextManager[Any]],
+                      token_ids: Sequence[int], adapter: Callable[[torch.Tensor | None], AbstractContextManager[Any]],
                       usage: Usage | None = None, *, full_head: bool = False) -> torch.Tensor:
         """Logits of ``token_ids`` after each ``base.tail + text`` and its suffix: texts plain, suffixes adapted.
 
-        Two passes over `JudgedTree`: the texts' tokens past what ``base`` holds, as one prefix tree on
-        the plain weights; then every suffix, as a branch off its text, with ``adapter()`` entered (a
-        PRM's LoRA switched on, `langchain_toolprm.prm.shared.LoraSwitch.active`).
+        One forward pass over `JudgedTree`: the texts' tokens past what ``base`` holds as a prefix tree,
+        then every suffix as a branch off its text, with ``adapter(rows)`` entered for the suffix rows
+        (a PRM's LoRA added at those positions only, `langchain_toolprm.prm.shared.LoraSwitch.active`).
 
         Args:
             base: A cached prefix (the policy's prompt and call text so far).
             texts: Continuations of ``base.tail``.
             suffixes: Per text, the token ids read after it.
             token_ids: The tokens whose logits are read after each suffix (a PRM's labels).
-            adapter: Enters the adapted model for the second pass.
+            adapter: Enters the adapted model for the positions it is given (an index tensor; ``None``: all).
             usage: Where to count the compute.
-            full_head: Run the whole output head inside ``adapter()`` (for an adapter that changes it).
+            full_head: Run the whole output head inside ``adapter(None)`` (for an adapter that changes it).
 
         Returns:
             A ``[len(texts), len(token_ids)]`` float tensor.
@@ -300,17 +300,15 @@ class ScoringLM(TokenizedLM):
         fulls = [root_ids + self.encode(base.tail + text) for text in texts]
         cut = min(common_prefix(full, base.ids) for full in fulls)
         tree = JudgedTree.build([full[cut:] for full in fulls], suffixes)
+        ids, mask, positions, last = tree.one_pass_inputs(cut)
+        adapted = torch.arange(len(tree.tokens), ids.shape[1])
         with self._lock:
-            cache = self._cache(base.kv, cut, 1)
-            if tree.tokens:
-                tree_ids, tree_mask, tree_positions = tree.tree_inputs(cut)
-                self._hidden(tree_ids, cache, usage, tree_mask, tree_positions)
-            ids, mask, positions, last = tree.suffix_inputs(cut)
-            with adapter():
-                hidden = self._hidden(ids, cache, usage, mask, positions)[0, torch.tensor(last)]
-                if full_head:
+            with adapter(adapted):
+                hidden = self._hidden(ids, self._cache(base.kv, cut, 1), usage, mask, positions)[0, torch.tensor(last)]
+            if full_head:
+                with adapter(None):
                     return self._logits(hidden)[:, list(token_ids)]
-                return self._token_logits(hidden, token_ids)
+            return self._token_logits(hidden, token_ids)
 
     def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
         """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).

@@ -51,16 +51,27 @@ class LoraSwitch:
         self._owner: int | None = None
 
     @contextmanager
-    def active(self) -> Iterator[None]:
-        """Within this block, forward passes of this thread run with the adapter; nested blocks are free."""
+    def active(self, rows: torch.Tensor | None = None) -> Iterator[None]:
+        """Within this block, forward passes of this thread run with the adapter; nested blocks are free.
+
+        Args:
+            rows: The token positions (of the passes in this block) that get the adapter, as an index
+                tensor; the others run on the plain weights. A PRM that judges a text's tokens on the
+                plain weights and its judgement suffix with the adapter so needs one pass, not two
+                (`ScoringLM.judged_logits`). ``None``: every position.
+
+        """
         me = threading.get_ident()
         if self._owner == me:
+            if rows is not None:
+                raise RuntimeError("The PRM adapter is already on in this thread; its rows are chosen where it is"
+                                   " switched on, not in a nested block.")
             yield
             return
         if self._owner is not None:
             raise RuntimeError("The PRM adapter is active in another thread; hold the model's lock to switch it.")
         self._owner = me
-        handles = [layer.register_forward_hook(self._hook(a, b)) for layer, a, b in self.factors]
+        handles = [layer.register_forward_hook(self._hook(a, b, rows)) for layer, a, b in self.factors]
         try:
             yield
         finally:
@@ -68,13 +79,16 @@ class LoraSwitch:
                 handle.remove()
             self._owner = None
 
-    def _hook(self, a: torch.Tensor, b: torch.Tensor) -> Any:
+    def _hook(self, a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor | None) -> Any:
         import torch.nn.functional as F
 
         def add_lora(module: Any, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
             if threading.get_ident() != self._owner:
                 return output
-            return output + F.linear(F.linear(inputs[0], a), b)
+            if rows is None:
+                return output + F.linear(F.linear(inputs[0], a), b)
+            index = rows.to(output.device)
+            return output.index_add(-2, index, F.linear(F.linear(inputs[0].index_select(-2, index), a), b))
 
         return add_lora
 
