@@ -107,7 +107,7 @@ def test_a_trained_context_prm_scores_in_search_as_in_training(context_prm_dir: 
     plus, minus = label_token_ids(tokenizer)
     query = load_queries(data_dir)[0]
     packed = pack_context_query(query, PolicyRenderer(tokenizer), "eval", max_tokens=100_000)  # every trajectory
-    assert packed is not None and len(packed.targets) > 5
+    assert packed is not None and len(packed.targets) > 5 and len(packed.trajectories) > 1
     with torch.inference_mode():
         logits = judged_label_logits(policy.lm.model, packed, "cpu", plain=contextlib.nullcontext,
                                      adapted=prm.switch.active)
@@ -119,23 +119,36 @@ def test_a_trained_context_prm_scores_in_search_as_in_training(context_prm_dir: 
     trajectories = sorted((Trajectory.from_json(t) for t in query["trajectories"]),
                           key=lambda t: ORIGIN_ORDER[t.origin])
     checked = 0
+    requests, expected = [], []
     for (nodes, _, _), trajectory in zip(packed.trajectories, trajectories, strict=True):
         states = grammar.walk(trajectory.actions)
         path = list(zip(states, trajectory.actions, strict=False))
         for i, node in enumerate(nodes):
-            expected = scoring.score(path[:i], states[i], [trajectory.actions[i]])[0]
-            assert abs(float(packed_scores[node]) - expected) < 1e-4
+            requests.append((path[:i], states[i], [trajectory.actions[i]]))
+            expected.append(scoring.score(*requests[-1])[0])
+            assert abs(float(packed_scores[node]) - expected[-1]) < 1e-4
             checked += 1
     assert checked >= len(packed.targets)
     assert scoring.usage.forwards == checked  # one forward pass per judged state: texts and suffixes together
+    # Every state of every trajectory at once (prefixes of each other, and paths that part ways): one pass.
+    together = scoring.score_many(requests)
+    assert scoring.usage.forwards == checked + 1
+    assert max(abs(a[0] - b) for a, b in zip(together, expected, strict=True)) < 1e-4
     assert len({round(float(s), 4) for s in packed_scores}) > 1  # trained: the scores are not all one value
 
 
 def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_prm_dir: Path, tiny_model_dir: Path,
-                                                                       tiny_lora_dir: Path) -> None:
+                                                                       tiny_lora_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The PRM reads the policy's cache: per candidate, its text and suffix only, never the prompt again."""
     from langchain_toolprm import SearchConfig, run_search
     from langchain_toolprm.components import load_policy
+    from langchain_toolprm.prm import context
+
+    states_per_request: list[int] = []
+    score_many = context._ContextSession.score_many
+    monkeypatch.setattr(context._ContextSession, "score_many", lambda self, requests: (
+        states_per_request.append(len(requests)), score_many(self, requests))[1])
 
     policy = load_policy(str(tiny_model_dir))
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
@@ -144,10 +157,16 @@ def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_p
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
     per_candidate = {}
     for name, prm in (("context", context_prm_dir), ("generic", tiny_lora_dir)):
+        judged_rounds: set[int] = set()
         result = run_search(messages, tools, policy=policy, prm=str(prm), tool_choice="required",
-                            config=SearchConfig(num_beams=2, beam_width=3, max_value_tokens=8))
+                            config=SearchConfig(num_beams=2, beam_width=3, max_value_tokens=8),
+                            on_step=lambda round_, nodes, seen=judged_rounds: seen.update(
+                                [round_] if any(n.score is not None for n in nodes) else []))
         assert result.finished and result.calls[0]["name"] == "get_weather"
         per_candidate[name] = result.cost.prm_tokens / result.cost.prm_candidates
+        if name == "context":  # every beam of a round judged in one pass
+            assert result.cost.prm_forwards == len(judged_rounds) == len(states_per_request)
+            assert max(states_per_request) == 2, states_per_request
     assert per_candidate["context"] < per_candidate["generic"] / 2, per_candidate
 
 

@@ -74,18 +74,31 @@ def test_tree_scoring_matches_full_forward(lm):
 
 
 
-def test_next_token_logits_of_a_few_tokens_match_the_full_head(lm):
-    """A PRM's label logits come from the head's rows for its labels: the numbers of a full forward."""
+def test_judged_logits_of_many_prefixes_in_one_pass_match_full_forwards(lm):
+    """Texts after different cached prefixes, with or without a suffix, in one pass: the numbers of full forwards.
+
+    The labels' logits come from the head's rows for them alone, and every group reads its own prefix.
+    """
+    import contextlib
+
+    from langchain_toolprm.lm import Usage
+
     root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
-    texts = ["<tool_call>", '{"name": "multiply"', "hello"]
-    token_ids = [lm.single_token_id(" +"), lm.single_token_id(" -"), 7]
-    got = lm.next_token_logits(root, texts, token_ids)
-    assert got.shape == (len(texts), len(token_ids))
-    for row, text in zip(got, texts, strict=True):
-        ids = torch.tensor([root.ids + lm.encode(text)])
-        with torch.inference_mode():
-            full = lm.model(input_ids=ids).logits[0, -1].float()
-        assert row.tolist() == pytest.approx(full[token_ids].tolist(), abs=1e-4)
+    called = lm.extend(root, '<tool_call>\n{"name": ')
+    plus = lm.single_token_id(" +")
+    token_ids = [plus, lm.single_token_id(" -"), 7]
+    groups = [(root, ["<tool_call>", '{"name": "multiply"', "hello"], [[], [], [plus, 9]]),
+              (called, ['"multiply"', '"add"'], [[], [5]])]
+    usage = Usage()
+    got = lm.judged_logits(groups, token_ids, lambda rows: contextlib.nullcontext(), usage)
+    assert usage.forwards == 1 and [g.shape for g in got] == [(3, 3), (2, 3)]
+    for (base, texts, suffixes), rows in zip(groups, got, strict=True):
+        for row, text, suffix in zip(rows, texts, suffixes, strict=True):
+            ids = torch.tensor([root.ids + lm.encode(base.tail + text) + suffix])
+            with torch.inference_mode():
+                full = lm.model(input_ids=ids).logits[0, -1].float()
+            assert row.tolist() == pytest.approx(full[token_ids].tolist(), abs=1e-4)
+
 
 def test_greedy_sampling_matches_argmax(lm):
     root = lm.prefix("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")

@@ -145,6 +145,12 @@ def test_served_prm_matches_the_in_process_prm(tiny_policy, server):
     assert got == pytest.approx(want, abs=1e-4)
     assert all(0 < p < 1 for p in got) and not any(math.isnan(p) for p in got)
     assert {r["model"] for r in server.requests[-len(steps):]} == {"prm"}
+    # A search round's states all at once (`score_many`): the same scores, one request per candidate.
+    requests = [(steps[:i], state, [action]) for i, (state, action) in enumerate(steps)]
+    sent = len(server.requests)
+    together = served.session(QUESTION, specs).score_many(requests)
+    assert [row[0] for row in together] == pytest.approx(want, abs=1e-4)
+    assert len(server.requests) - sent == len(steps)
 
 
 def test_tokenizer_defaults_to_the_lora_parent(tiny_policy, server, monkeypatch):

@@ -115,7 +115,7 @@ class JudgedTree:
         return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
 
     def one_pass_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-        """``(ids, mask, positions, last)``: the tree's tokens, then every suffix, as one pass.
+        """``(ids, mask, positions, last)``: the tree's tokens, then every suffix, as one pass after the prefix.
 
         The tree's rows see the prefix and their ancestors, a suffix's rows its text's path and its own
         earlier tokens, exactly as in the two passes; ``last`` indexes the pass's tokens (tree first),
@@ -123,13 +123,34 @@ class JudgedTree:
         """
         import torch
 
+        ids, own, positions, last = self.one_pass_rows(prefix_len)
+        allowed = torch.cat([torch.ones(len(ids), prefix_len, dtype=torch.bool), own], dim=1)
+        return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
+
+    def one_pass_rows(self, prefix_len: int) -> tuple[list[int], torch.Tensor, list[int], list[int]]:
+        """`one_pass_inputs` without the prefix's columns: ``(ids, [r, r] boolean mask, positions, last)``.
+
+        Several trees, each after its own cached prefix, are fed in one pass by placing these blocks
+        side by side (`ScoringLM.judged_logits`). A row with an empty suffix is read at its text's last
+        token (a PRM whose label follows the step text directly).
+
+        Raises:
+            ValueError: A row has neither a token past the prefix nor a suffix: nothing of it is fed.
+
+        """
+        import torch
+
         n = len(self.tokens)
-        suffix_ids, suffix_allowed, suffix_positions, last = self._suffix_rows(prefix_len)
-        tree_allowed = torch.zeros(n, prefix_len + n + len(suffix_ids), dtype=torch.bool)
-        tree_allowed[:, :prefix_len] = True
-        tree_allowed[:, prefix_len: prefix_len + n] = self._ancestry()
-        return (torch.tensor([self.tokens + suffix_ids]), _additive(torch.cat([tree_allowed, suffix_allowed])),
-                torch.tensor([self._tree_positions(prefix_len) + suffix_positions]), [n + i for i in last])
+        suffix_ids, suffix_allowed, suffix_positions, suffix_last = self._suffix_rows(prefix_len)
+        tree_allowed = torch.zeros(n, n + len(suffix_ids), dtype=torch.bool)
+        tree_allowed[:, :n] = self._ancestry()
+        own = torch.cat([tree_allowed, suffix_allowed[:, prefix_len:]])
+        last = []
+        for row, (end, suffix, at) in enumerate(zip(self.ends, self.suffixes, suffix_last, strict=True)):
+            if not suffix and end < 0:
+                raise ValueError(f"Row {row} adds no token to the prefix and has no suffix: there is nothing to read.")
+            last.append(n + at if suffix else end)
+        return self.tokens + suffix_ids, own, self._tree_positions(prefix_len) + suffix_positions, last
 
     def _tree_positions(self, prefix_len: int) -> list[int]:
         return [prefix_len + d for d in self.depths]

@@ -250,65 +250,98 @@ class ScoringLM(TokenizedLM):
                 rows_idx = torch.tensor([reads[node] for node, _ in pairs])
                 out[owner] = logprobs[rows_idx, torch.tensor([t for _, t in pairs])].tolist()
 
-    def next_token_logits(self, base: Prefix, texts: Sequence[str], token_ids: Sequence[int],
-                          usage: Usage | None = None) -> torch.Tensor:
-        """Logits of ``token_ids`` right after ``base.tail + text`` for each text, in one batch.
-
-        Returns:
-            A ``[len(texts), len(token_ids)]`` float tensor.
-
-        """
-        torch = self._torch
-        root_ids = base.ids[: base.root_len]
-        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
-        cut = max(min(min(common_prefix(f, base.ids), len(f) - 1) for f in fulls), 0)
-        rows = [full[cut:] for full in fulls]
-        width = max(len(row) for row in rows)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
-        with self._lock:
-            hidden = self._hidden(batch, self._cache(base.kv, cut, len(rows)), usage)
-        last = hidden[torch.arange(len(rows)), torch.tensor([len(row) - 1 for row in rows])]
-        return self._token_logits(last, token_ids)
-
-    def judged_logits(self, base: Prefix, texts: Sequence[str], suffixes: Sequence[Sequence[int]],
-                      token_ids: Sequence[int], adapter: Callable[[torch.Tensor | None], AbstractContextManager[Any]],
-                      usage: Usage | None = None, *, full_head: bool = False) -> torch.Tensor:
-        """Logits of ``token_ids`` after each ``base.tail + text`` and its suffix: texts plain, suffixes adapted.
-
-        One forward pass over `JudgedTree`: the texts' tokens past what ``base`` holds as a prefix tree,
-        then every suffix as a branch off its text, with ``adapter(rows)`` entered for the suffix rows
-        (a PRM's LoRA added at those positions only, `langchain_toolprm.prm.shared.LoraSwitch.active`).
+    def _stacked_prefixes(self, prefixes: Sequence[tuple[Prefix, int]]
+                          ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[int, int]]]:
+        """One cache holding several cached prefixes of a root: the tokens they share once, then each one's own.
 
         Args:
-            base: A cached prefix (the policy's prompt and call text so far).
-            texts: Continuations of ``base.tail``.
-            suffixes: Per text, the token ids read after it.
+            prefixes: ``(prefix, length)``: the first ``length`` cached tokens of each prefix.
+
+        Returns:
+            The stacked keys and values per layer, and per prefix the span of its own tokens in them
+            (every prefix also reads the shared tokens before the first span).
+
+        """
+        first = prefixes[0][0].ids[: prefixes[0][1]]
+        shared = min(common_prefix(prefix.ids[:length], first) for prefix, length in prefixes)
+        pieces = [(prefixes[0][0], 0, shared)] + [(prefix, shared, length) for prefix, length in prefixes]
+        spans, end = [], shared
+        for _, start, stop in pieces[1:]:
+            spans.append((end, end + stop - start))
+            end += stop - start
+
+        def joined(layer: int, part: int) -> torch.Tensor:
+            return self._torch.cat([prefix.kv[layer][part][:, :, a:b] for prefix, a, b in pieces], dim=2)
+
+        return [(joined(layer, 0), joined(layer, 1)) for layer in range(len(prefixes[0][0].kv))], spans
+
+    def judged_logits(self, groups: Sequence[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]],
+                      token_ids: Sequence[int], adapter: Callable[[torch.Tensor | None], AbstractContextManager[Any]],
+                      usage: Usage | None = None, *, full_head: bool = False) -> list[torch.Tensor]:
+        """Logits of ``token_ids`` after each ``base.tail + text`` and its suffix: texts plain, suffixes adapted.
+
+        A PRM judging the candidates of every beam of a search round does it in one forward pass. Each
+        group (a beam's state: its cached prefix, candidate texts and their judgement suffixes) is a
+        `JudgedTree`: the texts' tokens past what its prefix holds, then every suffix as a branch off
+        its text. The groups' cached prefixes share the prompt; their cache is assembled as the shared
+        part once and then each prefix's own tokens, so each group reads exactly its own prefix, at the
+        positions it has there, and nothing already cached is fed again. ``adapter(rows)`` adds a PRM's
+        LoRA at the suffix rows only (`langchain_toolprm.prm.shared.LoraSwitch.active`).
+
+        Args:
+            groups: ``(base, texts, suffixes)``: a cached prefix of the root (the policy's prompt and call
+                text so far), continuations of its tail, and per text the token ids read after it (none:
+                the logits are read at the text's last token).
             token_ids: The tokens whose logits are read after each suffix (a PRM's labels).
             adapter: Enters the adapted model for the positions it is given (an index tensor; ``None``: all).
             usage: Where to count the compute.
             full_head: Run the whole output head inside ``adapter(None)`` (for an adapter that changes it).
 
         Returns:
-            A ``[len(texts), len(token_ids)]`` float tensor.
+            Per group, a ``[len(texts), len(token_ids)]`` float tensor.
 
         """
         from langchain_toolprm.lm.judged_tree import JudgedTree
 
         torch = self._torch
-        root_ids = base.ids[: base.root_len]
-        fulls = [root_ids + self.encode(base.tail + text) for text in texts]
-        cut = min(common_prefix(full, base.ids) for full in fulls)
-        tree = JudgedTree.build([full[cut:] for full in fulls], suffixes)
-        ids, mask, positions, last = tree.one_pass_inputs(cut)
-        adapted = torch.arange(len(tree.tokens), ids.shape[1])
+        trees, cuts = [], []
+        for base, texts, suffixes in groups:
+            root_ids = base.ids[: base.root_len]
+            fulls = [root_ids + self.encode(base.tail + text) for text in texts]
+            # Every row feeds at least its last token, so a row without a suffix is read there.
+            cuts.append(min(min(common_prefix(full, base.ids), len(full) - 1) for full in fulls))
+            trees.append(JudgedTree.build([full[cuts[-1]:] for full in fulls], suffixes))
+        kv, spans = self._stacked_prefixes([(base, cut) for (base, _, _), cut in zip(groups, cuts, strict=True)])
+        cached, shared = spans[-1][1], spans[0][0]
+        blocks = [tree.one_pass_rows(cut) for tree, cut in zip(trees, cuts, strict=True)]
+        rows = sum(len(block[0]) for block in blocks)
+        allowed = torch.zeros(rows, cached + rows, dtype=torch.bool)
+        allowed[:, :shared] = True
+        ids: list[int] = []
+        positions: list[int] = []
+        last: list[list[int]] = []
+        adapted: list[int] = []
+        for (block_ids, own, block_positions, block_last), tree, (a, b) in zip(blocks, trees, spans, strict=True):
+            start, end = len(ids), len(ids) + len(block_ids)
+            allowed[start:end, a:b] = True
+            allowed[start:end, cached + start: cached + end] = own
+            adapted += range(start + len(tree.tokens), end)
+            last.append([start + i for i in block_last])
+            ids += block_ids
+            positions += block_positions
+        mask = torch.zeros(1, 1, rows, cached + rows)
+        mask.masked_fill_(~allowed[None, None], torch.finfo(mask.dtype).min)
         with self._lock:
-            with adapter(adapted):
-                hidden = self._hidden(ids, self._cache(base.kv, cut, 1), usage, mask, positions)[0, torch.tensor(last)]
+            with adapter(torch.tensor(adapted)):
+                hidden = self._hidden(torch.tensor([ids]), self._cache(kv, cached, 1), usage, mask,
+                                      torch.tensor([positions]))[0]
+            reads = hidden[torch.tensor([i for group in last for i in group])]
             if full_head:
                 with adapter(None):
-                    return self._logits(hidden)[:, list(token_ids)]
-            return self._token_logits(hidden, token_ids)
+                    logits = self._logits(reads)[:, list(token_ids)]
+            else:
+                logits = self._token_logits(reads, token_ids)
+        return list(logits.split([len(group) for group in last]))
 
     def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
         """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).

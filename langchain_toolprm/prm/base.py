@@ -30,6 +30,14 @@ class PRMSession(ABC):
     def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
         """The probability that each candidate step is right, given the path that led to ``state``."""
 
+    def score_many(self, requests: Sequence[tuple[Path, GrammarState, Sequence[Action]]]) -> list[list[float]]:
+        """`score` for several states at once (every beam of a search round).
+
+        A PRM that can judge many states in one forward pass overrides it; by default it is one
+        `score` per state.
+        """
+        return [self.score(path, state, candidates) for path, state, candidates in requests]
+
     def score_path(self, path: Path) -> list[float]:
         """Every step of a whole trajectory (outcome ranking of complete samples)."""
         return [self.score(path[:i], state, [action])[0] for i, (state, action) in enumerate(path)]
@@ -82,12 +90,16 @@ class _CombinedSession(PRMSession):
         self.usage = Usage()
 
     def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
+        return self.score_many([(path, state, candidates)])[0]
+
+    def score_many(self, requests: Sequence[tuple[Path, GrammarState, Sequence[Action]]]) -> list[list[float]]:
         total = sum(w for _, w in self.sessions)
-        logs = [0.0] * len(candidates)
+        logs = [[0.0] * len(candidates) for _, _, candidates in requests]
         for session, weight in self.sessions:
             before = (session.usage.tokens, session.usage.forwards)
-            for i, s in enumerate(session.score(path, state, candidates)):
-                logs[i] += weight / total * math.log(max(s, 1e-9))
+            for row, scores in zip(logs, session.score_many(requests), strict=True):
+                for i, s in enumerate(scores):
+                    row[i] += weight / total * math.log(max(s, 1e-9))
             self.usage.tokens += session.usage.tokens - before[0]
             self.usage.forwards += session.usage.forwards - before[1]
-        return [math.exp(v) for v in logs]
+        return [[math.exp(v) for v in row] for row in logs]

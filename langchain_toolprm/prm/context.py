@@ -112,11 +112,15 @@ class _ContextSession(PRMSession):
         return self._suffixes[text]
 
     def score(self, path: StepPath, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
+        return self.score_many([(path, state, candidates)])[0]
+
+    def score_many(self, requests: Sequence[tuple[StepPath, GrammarState, Sequence[Action]]]) -> list[list[float]]:
         import torch
 
         fmt = self.policy.format
-        base = self.policy.cache.get(fmt.render(state))
-        logits = self.prm.lm.judged_logits(
-            base, [fmt.continuation(state, a) for a in candidates], [self._suffix(a) for a in candidates],
-            self.prm.label_ids, self.prm.switch.active, self.usage, full_head=self.prm._full_head)
-        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+        groups = [(self.policy.cache.get(fmt.render(state)), [fmt.continuation(state, a) for a in candidates],
+                   [self._suffix(a) for a in candidates]) for _, state, candidates in requests if candidates]
+        logits = iter(self.prm.lm.judged_logits(groups, self.prm.label_ids, self.prm.switch.active, self.usage,
+                                                full_head=self.prm._full_head) if groups else [])
+        return [torch.softmax(next(logits), dim=-1)[:, 0].tolist() if candidates else []
+                for _, _, candidates in requests]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from langchain_toolprm.grammar import Action, GrammarState
-from langchain_toolprm.lm import CausalLM, PrefixCache, Usage
+from langchain_toolprm.lm import CausalLM, Prefix, PrefixCache, Usage
 from langchain_toolprm.lm.tokenized import TokenizedLM
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.prm.adapters import DEFAULT_PRM, load_prm_model
@@ -20,6 +21,9 @@ from langchain_toolprm.prm.prompt import (
     step_text,
 )
 from langchain_toolprm.tools import ToolSpec
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["GenerativePRM", "LabelPRM", "LabelSession"]
 
@@ -116,8 +120,12 @@ class LabelSession(PRMSession):
         """P(``+``) after each of ``steps``, each written after ``history``."""
 
     def score(self, path: Path, state: GrammarState, candidates: Sequence[Action]) -> list[float]:
-        history = render_history([(s, a, True) for s, a in path])
-        return self._scores(history, [step_text(state, action) for action in candidates])
+        return self._scores(*self._texts(path, state, candidates))
+
+    @staticmethod
+    def _texts(path: Path, state: GrammarState, candidates: Sequence[Action]) -> tuple[str, list[str]]:
+        """The history of ``path`` and the text of each candidate step, as the PRM reads them."""
+        return render_history([(s, a, True) for s, a in path]), [step_text(state, action) for action in candidates]
 
     def score_path(self, path: Path) -> list[float]:
         lines = [step_text(s, a) for s, a in path]
@@ -137,8 +145,22 @@ class _GenerativeSession(LabelSession):
         self.usage = usage
 
     def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
+        return self._judged([(history, steps)])[0]
+
+    def score_many(self, requests: Sequence[tuple[Path, GrammarState, Sequence[Action]]]) -> list[list[float]]:
+        # Every beam's history is cached: their steps are judged together in one forward pass.
+        return self._judged([self._texts(path, state, candidates) for path, state, candidates in requests])
+
+    def _judged(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """P(+) after each step of each ``(history, steps)``, read at the step's last token."""
         import torch
 
-        base = self.cache.get(history)
-        logits = self.prm.lm.next_token_logits(base, steps, self.prm.label_ids, self.usage)
-        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+        groups: list[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]] = [
+            (self.cache.get(history), steps, [[] for _ in steps]) for history, steps in items]
+        logits = self.prm.lm.judged_logits(groups, self.prm.label_ids, _unchanged, self.usage)
+        return [torch.softmax(rows, dim=-1)[:, 0].tolist() for rows in logits]
+
+
+def _unchanged(rows: torch.Tensor | None) -> contextlib.AbstractContextManager[None]:
+    """No adapter to switch per row: this PRM's model is adapted (or merged) whole."""
+    return contextlib.nullcontext()

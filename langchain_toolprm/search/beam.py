@@ -117,11 +117,14 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature)
         children: dict[GrammarState, Beam] = {}
         nodes: list[TraceNode] = []
-        for beam, props in zip(active, proposals, strict=True):
-            if config.adaptive is not None:
-                props = in_doubt(props, config.adaptive)
-            unjudged = config.adaptive is not None and len(props) == 1
-            scores = [None] if unjudged else ctx.score(beam.path, beam.state, [p.action for p in props])
+        if config.adaptive is not None:
+            proposals = [in_doubt(props, config.adaptive) for props in proposals]
+        # With an adaptive budget, a state left with one proposal takes it unjudged.
+        judged = [config.adaptive is None or len(props) != 1 for props in proposals]
+        asked = ctx.score_many([(beam.path, beam.state, [p.action for p in props])
+                                for beam, props, judge in zip(active, proposals, judged, strict=True) if judge])
+        for beam, props, judge in zip(active, proposals, judged, strict=True):
+            scores: list[float | None] = asked.pop(0) if judge else [None]
             ranks = relative_scores(scores) if config.aggregation == "relative" else scores
             for proposal, score, rank in zip(props, scores, ranks, strict=True):
                 action = proposal.action

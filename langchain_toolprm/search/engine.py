@@ -252,10 +252,17 @@ class SearchContext:
     # -- scoring --------------------------------------------------------------------------------
     def score(self, path: Path, state: GrammarState, actions: Sequence[Action]) -> list[float | None]:
         """PRM scores of candidate steps (``None`` each without a PRM)."""
-        if self.prm is None or not actions:
-            return [None] * len(actions)
-        self.prm_candidates += len(actions)
-        return list(self.prm.score(path, state, actions))
+        return self.score_many([(path, state, actions)])[0]
+
+    def score_many(self, requests: Sequence[tuple[Path, GrammarState, Sequence[Action]]]
+                   ) -> list[list[float | None]]:
+        """`score` for the states of every beam of a round, in one request to the PRM."""
+        if self.prm is None:
+            return [[None] * len(actions) for _, _, actions in requests]
+        self.prm_candidates += sum(len(actions) for _, _, actions in requests)
+        asked = [request for request in requests if request[2]]
+        scores = iter(self.prm.score_many(asked) if asked else [])
+        return [list(next(scores)) if actions else [] for _, _, actions in requests]
 
     def score_path(self, path: Path) -> list[float]:
         """PRM scores of every step of a complete path."""
