@@ -74,6 +74,29 @@ def test_tree_scoring_matches_full_forward(lm):
 
 
 
+def test_extending_many_prefixes_in_one_pass_matches_extending_each(lm):
+    """Every beam's new state in one pass: the same keys, values and last hidden state as one pass each."""
+    from langchain_toolprm.lm import PrefixCache, Usage
+
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    near = lm.extend(root, '<tool_call>\n{"name": "multiply"')
+    tails = ['<tool_call>\n{"name": "multiply", "arguments": {"a": 2', '<tool_call>\n{"name": "add"', "hello there"]
+    usage = Usage()
+    together = lm.extend_many([(root, tail, [near]) for tail in tails], usage)
+    assert usage.forwards == 1
+    for tail, got in zip(tails, together, strict=True):
+        want = lm.extend(root, tail)
+        assert got.ids == want.ids and got.tail == tail
+        assert torch.allclose(got.last_hidden, want.last_hidden, atol=1e-4)
+        for (k, v), (wk, wv) in zip(got.kv, want.kv, strict=True):
+            assert k.shape == wk.shape and torch.allclose(k, wk, atol=1e-4) and torch.allclose(v, wv, atol=1e-4)
+    cache = PrefixCache(lm, root, Usage())
+    first = cache.get_many([tails[0], tails[1], tails[0]])
+    assert cache.usage.forwards == 1 and first[0] is first[2]
+    again = cache.get_many(tails[:2])
+    assert again[0] is first[0] and again[1] is first[1] and cache.usage.forwards == 1  # cached: nothing fed
+
+
 def test_judged_logits_of_many_prefixes_in_one_pass_match_full_forwards(lm):
     """Texts after different cached prefixes, with or without a suffix, in one pass: the numbers of full forwards.
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-
-    pass
 
 from langchain_toolprm.lm.types import Prefix, Usage
 
 if TYPE_CHECKING:
     from langchain_toolprm.lm.causal import CausalLM
+
 
 class PrefixCache:
     """Recently used prefixes of one root, so each search step feeds only the tokens it added.
@@ -33,13 +31,22 @@ class PrefixCache:
 
     def get(self, tail: str) -> Prefix:
         """The prefix for ``root + tail``, extended from the closest cached one."""
-        found = self._entries.pop(tail, None)
-        if found is None:
-            near = [p for t, p in self._entries.items() if t and tail.startswith(t)]
-            near.sort(key=lambda p: len(p.tail), reverse=True)
-            found = self.lm.extend(self.root, tail, self.usage, near[:2])
-        self._entries[tail] = found  # most recent last
+        return self.get_many([tail])[0]
+
+    def get_many(self, tails: Sequence[str]) -> list[Prefix]:
+        """The prefixes for ``root + tail`` of each tail; those not cached are fed together, in one pass."""
+        found = {tail: self._entries.pop(tail) for tail in tails if tail in self._entries}
+        missing = [tail for tail in dict.fromkeys(tails) if tail not in found]
+        if missing:
+            requests = []
+            for tail in missing:
+                near = [p for t, p in self._entries.items() if t and tail.startswith(t)]
+                near.sort(key=lambda p: len(p.tail), reverse=True)
+                requests.append((self.root, tail, near[:2]))
+            found.update(zip(missing, self.lm.extend_many(requests, self.usage), strict=True))
+        for tail in dict.fromkeys(tails):
+            self._entries[tail] = found[tail]  # most recent last
         while len(self._entries) > self.size:
             oldest = next(t for t in self._entries if t)
             del self._entries[oldest]
-        return found
+        return [found[tail] for tail in tails]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["JudgedTree"]
+__all__ = ["JudgedTree", "additive_mask"]
 
 
 @dataclass
@@ -101,7 +101,7 @@ class JudgedTree:
         import torch
 
         allowed = torch.cat([torch.ones(len(self.tokens), prefix_len, dtype=torch.bool), self._ancestry()], dim=1)
-        return torch.tensor([self.tokens]), _additive(allowed), torch.tensor([self._tree_positions(prefix_len)])
+        return torch.tensor([self.tokens]), additive_mask(allowed), torch.tensor([self._tree_positions(prefix_len)])
 
     def suffix_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
         """``(ids, mask, positions, last)`` of the suffixes, after the prefix and the whole tree in the cache.
@@ -112,7 +112,7 @@ class JudgedTree:
         import torch
 
         ids, allowed, positions, last = self._suffix_rows(prefix_len)
-        return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
+        return torch.tensor([ids]), additive_mask(allowed), torch.tensor([positions]), last
 
     def one_pass_inputs(self, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
         """``(ids, mask, positions, last)``: the tree's tokens, then every suffix, as one pass after the prefix.
@@ -125,7 +125,7 @@ class JudgedTree:
 
         ids, own, positions, last = self.one_pass_rows(prefix_len)
         allowed = torch.cat([torch.ones(len(ids), prefix_len, dtype=torch.bool), own], dim=1)
-        return torch.tensor([ids]), _additive(allowed), torch.tensor([positions]), last
+        return torch.tensor([ids]), additive_mask(allowed), torch.tensor([positions]), last
 
     def one_pass_rows(self, prefix_len: int) -> tuple[list[int], torch.Tensor, list[int], list[int]]:
         """`one_pass_inputs` without the prefix's columns: ``(ids, [r, r] boolean mask, positions, last)``.
@@ -181,7 +181,7 @@ class JudgedTree:
         return ids, allowed, positions, last
 
 
-def _additive(allowed: torch.Tensor) -> torch.Tensor:
+def additive_mask(allowed: torch.Tensor) -> torch.Tensor:
     """A boolean ``[q, k]`` mask as the additive ``[1, 1, q, k]`` float mask the models take."""
     import torch
 

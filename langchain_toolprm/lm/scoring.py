@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
+from langchain_toolprm.lm.judged_tree import JudgedTree, additive_mask
 from langchain_toolprm.lm.tokenized import TokenizedLM
 from langchain_toolprm.lm.types import ContextLengthError, Prefix, Usage, common_prefix
 
@@ -137,17 +138,69 @@ class ScoringLM(TokenizedLM):
             near: Other prefixes of the same root to reuse (the parent state of a search step).
 
         """
-        ids = base.ids[: base.root_len] + self.encode(tail)
-        best, shared = base, common_prefix(ids, base.ids)
-        for other in near:
-            common = common_prefix(ids, other.ids)
-            if common > shared:
-                best, shared = other, common
-        start = min(shared, len(ids) - 1)  # feed at least one token to get the last hidden state
+        return self.extend_many([(base, tail, near)], usage)[0]
+
+    def extend_many(self, requests: Sequence[tuple[Prefix, str, Sequence[Prefix]]], usage: Usage | None = None
+                    ) -> list[Prefix]:
+        """`extend` for several tails of one root in one forward pass (every beam's new state of a round).
+
+        Each tail is fed from its closest known prefix; the prefixes are stacked in one cache
+        (`_stacked_prefixes`) and each tail's new tokens see only their own prefix and themselves.
+
+        Args:
+            requests: ``(base, tail, near)`` as `extend` takes them.
+            usage: Where to count the compute.
+
+        """
+        torch = self._torch
+        plans = []
+        for base, tail, near in requests:
+            ids = base.ids[: base.root_len] + self.encode(tail)
+            best, shared = base, common_prefix(ids, base.ids)
+            for other in near:
+                common = common_prefix(ids, other.ids)
+                if common > shared:
+                    best, shared = other, common
+            plans.append((best, min(shared, len(ids) - 1), ids))  # feed at least one token: its hidden state is kept
+        if len(plans) == 1:
+            (best, start, ids), = plans
+            kv, spans = [(k[:, :, :start], v[:, :, :start]) for k, v in best.kv], [(start, start)]
+            new, mask, positions = ids[start:], None, None
+        else:
+            kv, spans = self._stacked_prefixes([(best, start) for best, start, _ in plans])
+            new, mask, positions = self._chains(plans, spans)
+        cached = spans[-1][1]
         with self._lock:
-            cache = self._cache(best.kv, start, 1)
-            hidden = self._hidden(self._torch.tensor([ids[start:]]), cache, usage)
-        return Prefix(base.root, tail, ids, base.root_len, self._kv_of(cache), hidden[0, -1])
+            cache = self._cache(kv, cached, 1)
+            hidden = self._hidden(torch.tensor([new]), cache, usage, mask, positions)
+        fed = self._kv_of(cache)
+        out, offset = [], cached
+        for (base, tail, _), (best, start, ids) in zip(requests, plans, strict=True):
+            end = offset + len(ids) - start
+            own = [(torch.cat([k[:, :, :start], fk[:, :, offset:end]], dim=2),
+                    torch.cat([v[:, :, :start], fv[:, :, offset:end]], dim=2))
+                   for (k, v), (fk, fv) in zip(best.kv, fed, strict=True)] if len(plans) > 1 else fed
+            out.append(Prefix(base.root, tail, ids, base.root_len, own, hidden[0, end - cached - 1]))
+            offset = end
+        return out
+
+    def _chains(self, plans: Sequence[tuple[Prefix, int, list[int]]], spans: Sequence[tuple[int, int]]
+                ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """Ids, additive mask and positions of several token chains, each after its own span of stacked prefixes."""
+        torch = self._torch
+        new = [token for _, start, ids in plans for token in ids[start:]]
+        cached = spans[-1][1]
+        allowed = torch.zeros(len(new), cached + len(new), dtype=torch.bool)
+        allowed[:, : spans[0][0]] = True
+        positions: list[int] = []
+        row = 0
+        for (_, start, ids), (a, b) in zip(plans, spans, strict=True):
+            count = len(ids) - start
+            allowed[row: row + count, a:b] = True
+            allowed[row: row + count, cached + row: cached + row + count] = torch.ones(count, count).tril().bool()
+            positions += range(start, len(ids))
+            row += count
+        return new, additive_mask(allowed), torch.tensor([positions])
 
     # -- scoring --------------------------------------------------------------------------------
     def token_logprobs(self, base: Prefix, continuations: Sequence[str], usage: Usage | None = None
@@ -231,8 +284,7 @@ class ScoringLM(TokenizedLM):
             if parent >= 0:
                 allowed[node] = allowed[parent]
             allowed[node, cut + node] = True
-        mask = torch.zeros(1, 1, n, cut + n)
-        mask.masked_fill_(~allowed[None, None], torch.finfo(mask.dtype).min)
+        mask = additive_mask(allowed)
         positions = torch.tensor([[cut + d for d in depths]])
         with self._lock:
             hidden = self._hidden(torch.tensor([node_tokens]), self._cache(base.kv, cut, 1), usage, mask, positions)
@@ -301,8 +353,6 @@ class ScoringLM(TokenizedLM):
             Per group, a ``[len(texts), len(token_ids)]`` float tensor.
 
         """
-        from langchain_toolprm.lm.judged_tree import JudgedTree
-
         torch = self._torch
         trees, cuts = [], []
         for base, texts, suffixes in groups:
@@ -329,8 +379,7 @@ class ScoringLM(TokenizedLM):
             last.append([start + i for i in block_last])
             ids += block_ids
             positions += block_positions
-        mask = torch.zeros(1, 1, rows, cached + rows)
-        mask.masked_fill_(~allowed[None, None], torch.finfo(mask.dtype).min)
+        mask = additive_mask(allowed)
         with self._lock:
             with adapter(torch.tensor(adapted)):
                 hidden = self._hidden(torch.tensor([ids]), self._cache(kv, cached, 1), usage, mask,

@@ -128,5 +128,6 @@ class TransformersSession(PolicySession):
                               usage=self.usage, generator=self.generator, ban_first=openings)[0]
 
     def sample_many(self, requests: Sequence[SampleRequest], *, temperature: float) -> list[list[Sample]]:
-        draws = [_draw(self.lm, self.cache.get(r.text), r, None) for r in requests]
+        bases = self.cache.get_many([r.text for r in requests])  # every state's new text in one pass
+        draws = [_draw(self.lm, base, r, None) for base, r in zip(bases, requests, strict=True)]
         return self.lm.sample_many(draws, temperature=temperature, usage=self.usage, generator=self.generator)

@@ -118,8 +118,10 @@ class _ContextSession(PRMSession):
         import torch
 
         fmt = self.policy.format
-        groups = [(self.policy.cache.get(fmt.render(state)), [fmt.continuation(state, a) for a in candidates],
-                   [self._suffix(a) for a in candidates]) for _, state, candidates in requests if candidates]
+        asked = [(state, candidates) for _, state, candidates in requests if candidates]
+        bases = self.policy.cache.get_many([fmt.render(state) for state, _ in asked])
+        groups = [(base, [fmt.continuation(state, a) for a in candidates], [self._suffix(a) for a in candidates])
+                  for base, (state, candidates) in zip(bases, asked, strict=True)]
         logits = iter(self.prm.lm.judged_logits(groups, self.prm.label_ids, self.prm.switch.active, self.usage,
                                                 full_head=self.prm._full_head) if groups else [])
         return [torch.softmax(next(logits), dim=-1)[:, 0].tolist() if candidates else []

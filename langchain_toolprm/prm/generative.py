@@ -155,8 +155,9 @@ class _GenerativeSession(LabelSession):
         """P(+) after each step of each ``(history, steps)``, read at the step's last token."""
         import torch
 
+        bases = self.cache.get_many([history for history, _ in items])
         groups: list[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]] = [
-            (self.cache.get(history), steps, [[] for _ in steps]) for history, steps in items]
+            (base, steps, [[] for _ in steps]) for base, (_, steps) in zip(bases, items, strict=True)]
         logits = self.prm.lm.judged_logits(groups, self.prm.label_ids, _unchanged, self.usage)
         return [torch.softmax(rows, dim=-1)[:, 0].tolist() for rows in logits]
 
