@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
 from langchain_toolprm.lm.judged_tree import JudgedTree, additive_mask
+from langchain_toolprm.lm.stacked import blocks_after, stack_prefixes
 from langchain_toolprm.lm.tokenized import TokenizedLM
 from langchain_toolprm.lm.types import ContextLengthError, Prefix, Usage, common_prefix
 
@@ -145,7 +146,7 @@ class ScoringLM(TokenizedLM):
         """`extend` for several tails of one root in one forward pass (every beam's new state of a round).
 
         Each tail is fed from its closest known prefix; the prefixes are stacked in one cache
-        (`_stacked_prefixes`) and each tail's new tokens see only their own prefix and themselves.
+        (`langchain_toolprm.lm.stacked`) and each tail's new tokens see only their own prefix and themselves.
 
         Args:
             requests: ``(base, tail, near)`` as `extend` takes them.
@@ -167,7 +168,7 @@ class ScoringLM(TokenizedLM):
             kv, spans = [(k[:, :, :start], v[:, :, :start]) for k, v in best.kv], [(start, start)]
             new, mask, positions = ids[start:], None, None
         else:
-            kv, spans = self._stacked_prefixes([(best, start) for best, start, _ in plans])
+            kv, spans = stack_prefixes([(best, start) for best, start, _ in plans])
             new, mask, positions = self._chains(plans, spans)
         cached = spans[-1][1]
         with self._lock:
@@ -184,23 +185,16 @@ class ScoringLM(TokenizedLM):
             offset = end
         return out
 
-    def _chains(self, plans: Sequence[tuple[Prefix, int, list[int]]], spans: Sequence[tuple[int, int]]
+    @staticmethod
+    def _chains(plans: Sequence[tuple[Prefix, int, list[int]]], spans: Sequence[tuple[int, int]]
                 ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         """Ids, additive mask and positions of several token chains, each after its own span of stacked prefixes."""
-        torch = self._torch
-        new = [token for _, start, ids in plans for token in ids[start:]]
-        cached = spans[-1][1]
-        allowed = torch.zeros(len(new), cached + len(new), dtype=torch.bool)
-        allowed[:, : spans[0][0]] = True
-        positions: list[int] = []
-        row = 0
-        for (_, start, ids), (a, b) in zip(plans, spans, strict=True):
-            count = len(ids) - start
-            allowed[row: row + count, a:b] = True
-            allowed[row: row + count, cached + row: cached + row + count] = torch.ones(count, count).tril().bool()
-            positions += range(start, len(ids))
-            row += count
-        return new, additive_mask(allowed), torch.tensor([positions])
+        import torch
+
+        counts = [len(ids) - start for _, start, ids in plans]
+        allowed = blocks_after([torch.ones(n, n, dtype=torch.bool).tril() for n in counts], spans)
+        return ([token for _, start, ids in plans for token in ids[start:]], additive_mask(allowed),
+                torch.tensor([[p for _, start, ids in plans for p in range(start, len(ids))]]))
 
     # -- scoring --------------------------------------------------------------------------------
     def token_logprobs(self, base: Prefix, continuations: Sequence[str], usage: Usage | None = None
@@ -302,31 +296,6 @@ class ScoringLM(TokenizedLM):
                 rows_idx = torch.tensor([reads[node] for node, _ in pairs])
                 out[owner] = logprobs[rows_idx, torch.tensor([t for _, t in pairs])].tolist()
 
-    def _stacked_prefixes(self, prefixes: Sequence[tuple[Prefix, int]]
-                          ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[int, int]]]:
-        """One cache holding several cached prefixes of a root: the tokens they share once, then each one's own.
-
-        Args:
-            prefixes: ``(prefix, length)``: the first ``length`` cached tokens of each prefix.
-
-        Returns:
-            The stacked keys and values per layer, and per prefix the span of its own tokens in them
-            (every prefix also reads the shared tokens before the first span).
-
-        """
-        first = prefixes[0][0].ids[: prefixes[0][1]]
-        shared = min(common_prefix(prefix.ids[:length], first) for prefix, length in prefixes)
-        pieces = [(prefixes[0][0], 0, shared)] + [(prefix, shared, length) for prefix, length in prefixes]
-        spans, end = [], shared
-        for _, start, stop in pieces[1:]:
-            spans.append((end, end + stop - start))
-            end += stop - start
-
-        def joined(layer: int, part: int) -> torch.Tensor:
-            return self._torch.cat([prefix.kv[layer][part][:, :, a:b] for prefix, a, b in pieces], dim=2)
-
-        return [(joined(layer, 0), joined(layer, 1)) for layer in range(len(prefixes[0][0].kv))], spans
-
     def judged_logits(self, groups: Sequence[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]],
                       token_ids: Sequence[int], adapter: Callable[[torch.Tensor | None], AbstractContextManager[Any]],
                       usage: Usage | None = None, *, full_head: bool = False) -> list[torch.Tensor]:
@@ -361,21 +330,17 @@ class ScoringLM(TokenizedLM):
             # Every row feeds at least its last token, so a row without a suffix is read there.
             cuts.append(min(min(common_prefix(full, base.ids), len(full) - 1) for full in fulls))
             trees.append(JudgedTree.build([full[cuts[-1]:] for full in fulls], suffixes))
-        kv, spans = self._stacked_prefixes([(base, cut) for (base, _, _), cut in zip(groups, cuts, strict=True)])
-        cached, shared = spans[-1][1], spans[0][0]
+        kv, spans = stack_prefixes([(base, cut) for (base, _, _), cut in zip(groups, cuts, strict=True)])
+        cached = spans[-1][1]
         blocks = [tree.one_pass_rows(cut) for tree, cut in zip(trees, cuts, strict=True)]
-        rows = sum(len(block[0]) for block in blocks)
-        allowed = torch.zeros(rows, cached + rows, dtype=torch.bool)
-        allowed[:, :shared] = True
+        allowed = blocks_after([own for _, own, _, _ in blocks], spans)
         ids: list[int] = []
         positions: list[int] = []
         last: list[list[int]] = []
         adapted: list[int] = []
-        for (block_ids, own, block_positions, block_last), tree, (a, b) in zip(blocks, trees, spans, strict=True):
-            start, end = len(ids), len(ids) + len(block_ids)
-            allowed[start:end, a:b] = True
-            allowed[start:end, cached + start: cached + end] = own
-            adapted += range(start + len(tree.tokens), end)
+        for (block_ids, _, block_positions, block_last), tree in zip(blocks, trees, strict=True):
+            start = len(ids)
+            adapted += range(start + len(tree.tokens), start + len(block_ids))
             last.append([start + i for i in block_last])
             ids += block_ids
             positions += block_positions
