@@ -97,6 +97,28 @@ def test_extending_many_prefixes_in_one_pass_matches_extending_each(lm):
     assert again[0] is first[0] and again[1] is first[1] and cache.usage.forwards == 1  # cached: nothing fed
 
 
+def test_a_tree_pass_leaves_its_rows_cached(lm):
+    """The next round's states are rows of this round's tree: read from its keys and values, not fed again."""
+    from langchain_toolprm.lm import PrefixCache, Usage
+
+    root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    cache = PrefixCache(lm, root, Usage())
+    items = [("<tool_call>\n", '{"name": "multiply"'), ("<tool_call>\n", '{"name": "add"'), ("", "hello")]
+    lm.tree_logprobs(root, items, cache.usage, keep=cache.remember)
+    assert cache.usage.forwards == 1
+    held = cache.get('<tool_call>\n{"name": "add"')
+    assert cache.usage.forwards == 1  # nothing fed: the tree held all of it
+    before = cache.usage.tokens
+    beyond = cache.get('<tool_call>\n{"name": "multiply", "arguments": {')
+    # One pass from where the tree's row ends: only the tokens past it (and one re-read at the seam).
+    assert cache.usage.forwards == 2 and cache.usage.tokens - before <= len(lm.encode(', "arguments": {')) + 1
+    for got in (held, beyond):
+        want = lm.extend(root, got.tail)
+        assert got.ids == want.ids and torch.allclose(got.last_hidden, want.last_hidden, atol=1e-4)
+        for (k, v), (wk, wv) in zip(got.kv, want.kv, strict=True):
+            assert torch.allclose(k, wk, atol=1e-4) and torch.allclose(v, wv, atol=1e-4)
+
+
 def test_judged_logits_of_many_prefixes_in_one_pass_match_full_forwards(lm):
     """Texts after different cached prefixes, with or without a suffix, in one pass: the numbers of full forwards.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from langchain_toolprm.lm.fed_tree import FedTree
 from langchain_toolprm.lm.types import Prefix, Usage
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ class PrefixCache:
         self.usage = usage
         self.size = size
         self._entries: dict[str, Prefix] = {"": root}
+        self._fed: list[FedTree] = []
+
+    def remember(self, tree: FedTree) -> None:
+        """Keep a tree pass's keys and values: the prefixes it holds are read from it (the latest few passes)."""
+        self._fed = [*self._fed[-3:], tree]
 
     def get(self, tail: str) -> Prefix:
         """The prefix for ``root + tail``, extended from the closest cached one."""
@@ -36,17 +42,40 @@ class PrefixCache:
     def get_many(self, tails: Sequence[str]) -> list[Prefix]:
         """The prefixes for ``root + tail`` of each tail; those not cached are fed together, in one pass."""
         found = {tail: self._entries.pop(tail) for tail in tails if tail in self._entries}
-        missing = [tail for tail in dict.fromkeys(tails) if tail not in found]
+        missing = []
+        for tail in dict.fromkeys(tails):
+            if tail in found:
+                continue
+            held, whole = self._held(tail)
+            if held is not None and whole:
+                found[tail] = held
+                continue
+            near = [p for t, p in self._entries.items() if t and tail.startswith(t)]
+            near.sort(key=lambda p: len(p.tail), reverse=True)
+            missing.append((tail, [*([held] if held is not None else []), *near[:2]]))
         if missing:
-            requests = []
-            for tail in missing:
-                near = [p for t, p in self._entries.items() if t and tail.startswith(t)]
-                near.sort(key=lambda p: len(p.tail), reverse=True)
-                requests.append((self.root, tail, near[:2]))
-            found.update(zip(missing, self.lm.extend_many(requests, self.usage), strict=True))
+            requests = [(self.root, tail, near) for tail, near in missing]
+            found.update(zip([t for t, _ in missing], self.lm.extend_many(requests, self.usage), strict=True))
         for tail in dict.fromkeys(tails):
             self._entries[tail] = found[tail]  # most recent last
         while len(self._entries) > self.size:
             oldest = next(t for t in self._entries if t)
             del self._entries[oldest]
         return [found[tail] for tail in tails]
+
+    def _held(self, tail: str) -> tuple[Prefix | None, bool]:
+        """The longest prefix of ``root + tail`` a remembered tree pass holds, and whether it is all of it."""
+        ids = self.root.ids[: self.root.root_len] + self.lm.encode(tail)
+        best: tuple[FedTree, list[int]] | None = None
+        for tree in self._fed:
+            nodes = tree.path(ids)
+            if nodes and (best is None or tree.cut + len(nodes) > best[0].cut + len(best[1])):
+                best = (tree, nodes)
+        if best is None:
+            return None, False
+        tree, nodes = best
+        end = tree.cut + len(nodes)
+        whole = end == len(ids)
+        # A partial prefix only seeds an extension; its tail is a label (decoded), never a cache key.
+        label = tail if whole else str(self.lm.tokenizer.decode(ids[self.root.root_len: end]))
+        return tree.prefix(ids, nodes, label), whole

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
+from langchain_toolprm.lm.fed_tree import FedTree
 from langchain_toolprm.lm.judged_tree import JudgedTree, additive_mask
 from langchain_toolprm.lm.stacked import blocks_after, stack_prefixes
 from langchain_toolprm.lm.tokenized import TokenizedLM
@@ -209,7 +210,7 @@ class ScoringLM(TokenizedLM):
         return self.tree_logprobs(base, [(base.tail, continuation) for continuation in continuations], usage)
 
     def tree_logprobs(self, base: Prefix, items: Sequence[tuple[str, str]], usage: Usage | None = None,
-                      max_nodes: int = 1024) -> list[list[float]]:
+                      max_nodes: int = 1024, keep: Callable[[FedTree], None] | None = None) -> list[list[float]]:
         """Log-probabilities of continuations of many different tails, in one forward pass.
 
         The search's enumerated decisions come from many states at once (every state of a reference
@@ -225,6 +226,7 @@ class ScoringLM(TokenizedLM):
                 tokenised whole after the root.
             usage: Where to count the compute.
             max_nodes: Most tree tokens per forward pass; larger trees are split between items.
+            keep: Given each pass's `FedTree`, so that prefixes it holds need not be fed again.
 
         Returns:
             Per item, the log-probabilities of the tokens that ``root + tail`` does not fix: the
@@ -241,16 +243,16 @@ class ScoringLM(TokenizedLM):
         tokens = 0
         for i, full in enumerate(fulls):
             if group and tokens + len(full) - base.root_len > max_nodes:
-                self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage)
+                self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage, keep)
                 group, tokens = [], 0
             group.append(i)
             tokens += len(full) - base.root_len
         if group:
-            self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage)
+            self._tree_pass(base, [(fulls[j], starts[j]) for j in group], out, group, usage, keep)
         return out
 
     def _tree_pass(self, base: Prefix, rows: list[tuple[list[int], int]], out: list[list[float]],
-                   owners: list[int], usage: Usage | None) -> None:
+                   owners: list[int], usage: Usage | None, keep: Callable[[FedTree], None] | None) -> None:
         """One forward pass of `tree_logprobs`: rows as a prefix tree after the cached part of ``base``."""
         torch = self._torch
         cut = max(min(min(common_prefix(full, base.ids), start) for full, start in rows) - 1, 0)
@@ -281,7 +283,11 @@ class ScoringLM(TokenizedLM):
         mask = additive_mask(allowed)
         positions = torch.tensor([[cut + d for d in depths]])
         with self._lock:
-            hidden = self._hidden(torch.tensor([node_tokens]), self._cache(base.kv, cut, 1), usage, mask, positions)
+            cache = self._cache(base.kv, cut, 1)
+            hidden = self._hidden(torch.tensor([node_tokens]), cache, usage, mask, positions)
+        if keep is not None:
+            fed = [(k[:, :, cut:], v[:, :, cut:]) for k, v in self._kv_of(cache)]
+            keep(FedTree(base, cut, children, fed, hidden[0]))
         reads: dict[int, int] = {}  # node -> row of the logits below
         wanted: list[list[tuple[int, int]]] = []
         for (full, start), path in zip(rows, paths, strict=True):

@@ -112,7 +112,7 @@ class TransformersSession(PolicySession):
         if not items:
             return []
         base = self.cache.get(os.path.commonprefix([text for text, _ in items]))  # noqa: RUF071 (text, not paths)
-        return self.lm.tree_logprobs(base, items, self.usage)
+        return self.lm.tree_logprobs(base, items, self.usage, keep=self.cache.remember)
 
     def opening_logprob(self, assistant_text: str, openings: Sequence[str]) -> float:
         return self.lm.opening_logprob(self.cache.get(assistant_text), openings)
