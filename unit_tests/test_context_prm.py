@@ -137,6 +137,41 @@ def test_a_trained_context_prm_scores_in_search_as_in_training(context_prm_dir: 
     assert len({round(float(s), 4) for s in packed_scores}) > 1  # trained: the scores are not all one value
 
 
+def test_candidates_the_policy_already_read_cost_the_prm_their_suffix_only(context_prm_dir: Path, data_dir: Path,  # noqa: F811
+                                                                           tiny_model_dir: Path) -> None:
+    """After the policy's tree pass over a state's candidates, the PRM feeds no candidate text again."""
+    from langchain_toolprm.components import load_prm
+    from langchain_toolprm.grammar import StepTag
+    from langchain_toolprm.policy.transformers import TransformersPolicy
+
+    policy = TransformersPolicy.from_pretrained(str(tiny_model_dir), format="template")
+    prm = load_prm(str(context_prm_dir), policy)
+    query = load_queries(data_dir)[0]
+    specs = to_tool_specs(query["tools"])
+    grammar = Grammar(specs)
+    reference = next(Trajectory.from_json(t) for t in query["trajectories"] if t["origin"] == "reference")
+    states = grammar.walk(reference.actions)
+    path = list(zip(states, reference.actions, strict=False))
+    checked = 0
+    for i, state in enumerate(states[:-1]):
+        decision = grammar.decision(state)
+        actions = list(decision.actions)
+        if decision.free or len(actions) < 2 or any(a.tag is StepTag.FUNC_NAME for a in actions):
+            continue
+        fresh = prm.session_for(query["messages"], specs, policy.session(query["messages"], specs))
+        want = fresh.score(path[:i], state, actions)
+        session = policy.session(query["messages"], specs)
+        scoring = prm.session_for(query["messages"], specs, session)
+        fmt = session.format
+        session.token_logprobs([(fmt.render(state), fmt.continuation(state, a)) for a in actions])
+        got = scoring.score(path[:i], state, actions)
+        assert got == pytest.approx(want, abs=1e-4)
+        suffixes = sum(len(scoring._suffix(a)) for a in actions)
+        assert scoring.usage.forwards == 1 and scoring.usage.tokens == suffixes + len(actions)  # + one seam token each
+        checked += 1
+    assert checked
+
+
 def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_prm_dir: Path, tiny_model_dir: Path,
                                                                        tiny_lora_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:

@@ -63,6 +63,17 @@ class PrefixCache:
             del self._entries[oldest]
         return [found[tail] for tail in tails]
 
+    def held(self, tail: str) -> Prefix | None:
+        """The prefix for ``root + tail`` if it is cached or a remembered tree pass holds all of it; else ``None``.
+
+        Nothing is fed and nothing is stored: a caller that reads many such prefixes once (a PRM
+        judging the candidates the policy's tree pass already read) keeps the cache for the search.
+        """
+        if tail in self._entries:
+            return self._entries[tail]
+        held, whole = self._held(tail)
+        return held if whole else None
+
     def _held(self, tail: str) -> tuple[Prefix | None, bool]:
         """The longest prefix of ``root + tail`` a remembered tree pass holds, and whether it is all of it."""
         ids = self.root.ids[: self.root.root_len] + self.lm.encode(tail)

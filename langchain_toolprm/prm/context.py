@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_toolprm.grammar import Action, GrammarState
-from langchain_toolprm.lm import CausalLM, Usage
+from langchain_toolprm.lm import CausalLM, Prefix, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import PolicySession
 from langchain_toolprm.prm.base import Path as StepPath
@@ -115,14 +115,37 @@ class _ContextSession(PRMSession):
         return self.score_many([(path, state, candidates)])[0]
 
     def score_many(self, requests: Sequence[tuple[StepPath, GrammarState, Sequence[Action]]]) -> list[list[float]]:
+        """Every beam's candidates in one pass; a candidate the policy's tree pass already read adds only its suffix.
+
+        The policy scores a round's enumerated candidates in one tree pass whose keys and values its
+        cache remembers (`PrefixCache.remember`); such a candidate is judged from there, its text not
+        fed again. The others (sampled values) are fed after their state's cached prefix.
+        """
         import torch
 
-        fmt = self.policy.format
-        asked = [(state, candidates) for _, state, candidates in requests if candidates]
-        bases = self.policy.cache.get_many([fmt.render(state) for state, _ in asked])
-        groups = [(base, [fmt.continuation(state, a) for a in candidates], [self._suffix(a) for a in candidates])
-                  for base, (state, candidates) in zip(bases, asked, strict=True)]
-        logits = iter(self.prm.lm.judged_logits(groups, self.prm.label_ids, self.prm.switch.active, self.usage,
-                                                full_head=self.prm._full_head) if groups else [])
-        return [torch.softmax(next(logits), dim=-1)[:, 0].tolist() if candidates else []
-                for _, _, candidates in requests]
+        fmt, cache = self.policy.format, self.policy.cache
+        groups: list[tuple[Prefix, list[str], list[list[int]]]] = []
+        where: list[list[tuple[int, int]]] = []  # per request and candidate: (group, row)
+        fed: list[tuple[int, GrammarState, list[int]]] = []  # (request, state, candidates to feed)
+        for i, (_, state, candidates) in enumerate(requests):
+            where.append([(-1, -1)] * len(candidates))
+            text, rest = fmt.render(state), []
+            for j, action in enumerate(candidates):
+                held = cache.held(text + fmt.continuation(state, action))
+                if held is None:
+                    rest.append(j)
+                else:
+                    where[i][j] = (len(groups), 0)
+                    groups.append((held, [""], [self._suffix(action)]))
+            if rest:
+                fed.append((i, state, rest))
+        for base, (i, state, rest) in zip(cache.get_many([fmt.render(s) for _, s, _ in fed]), fed, strict=True):
+            candidates = requests[i][2]
+            for row, j in enumerate(rest):
+                where[i][j] = (len(groups), row)
+            groups.append((base, [fmt.continuation(state, candidates[j]) for j in rest],
+                           [self._suffix(candidates[j]) for j in rest]))
+        logits = self.prm.lm.judged_logits(groups, self.prm.label_ids, self.prm.switch.active, self.usage,
+                                           full_head=self.prm._full_head) if groups else []
+        scores = [torch.softmax(group, dim=-1)[:, 0].tolist() for group in logits]
+        return [[scores[g][row] for g, row in places] for places in where]
