@@ -179,18 +179,26 @@ def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_p
     from langchain_toolprm import SearchConfig, run_search
     from langchain_toolprm.components import load_policy
     from langchain_toolprm.prm import context
+    from langchain_toolprm.prm.prompt import render_context
 
     states_per_request: list[int] = []
+    most = [0]  # tokens the context PRM may feed: each candidate's own text and suffix, and a seam token
     score_many = context._ContextSession.score_many
-    monkeypatch.setattr(context._ContextSession, "score_many", lambda self, requests: (
-        states_per_request.append(len(requests)), score_many(self, requests))[1])
+
+    def recorded(self, requests):  # type: ignore[no-untyped-def]
+        states_per_request.append(len(requests))
+        fmt = self.policy.format
+        most[0] += sum(len(self.prm.lm.encode(fmt.continuation(state, a))) + len(self._suffix(a)) + 2
+                       for _, state, candidates in requests for a in candidates)
+        return score_many(self, requests)
+
+    monkeypatch.setattr(context._ContextSession, "score_many", recorded)
 
     policy = load_policy(str(tiny_model_dir))
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
                                                "parameters": {"type": "object", "properties": {
                                                    "city": {"type": "string"}}, "required": ["city"]}}}]
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
-    per_candidate = {}
     for name, prm in (("context", context_prm_dir), ("generic", tiny_lora_dir)):
         judged_rounds: set[int] = set()
         result = run_search(messages, tools, policy=policy, prm=str(prm), tool_choice="required",
@@ -198,11 +206,12 @@ def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_p
                             on_step=lambda round_, nodes, seen=judged_rounds: seen.update(
                                 [round_] if any(n.score is not None for n in nodes) else []))
         assert result.finished and result.calls[0]["name"] == "get_weather"
-        per_candidate[name] = result.cost.prm_tokens / result.cost.prm_candidates
-        if name == "context":  # every beam of a round judged in one pass
+        if name == "context":  # every beam of a round judged in one pass, never the prompt or the history
             assert result.cost.prm_forwards == len(judged_rounds) == len(states_per_request)
             assert max(states_per_request) == 2, states_per_request
-    assert per_candidate["context"] < per_candidate["generic"] / 2, per_candidate
+            assert result.cost.prm_tokens <= most[0], (result.cost.prm_tokens, most[0])
+        else:  # the generic PRM encodes the conversation in its own format first
+            assert result.cost.prm_tokens > len(policy.lm.encode(render_context(messages, to_tool_specs(tools))))
 
 
 def test_a_context_prm_refuses_to_run_apart_from_its_base_policy(context_prm_dir: Path, tiny_model_dir: Path,

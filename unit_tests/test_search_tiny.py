@@ -119,6 +119,31 @@ def test_a_tree_pass_leaves_its_rows_cached(lm):
             assert torch.allclose(k, wk, atol=1e-4) and torch.allclose(v, wv, atol=1e-4)
 
 
+def test_a_prm_judgement_leaves_the_next_history_almost_fed(lm):
+    """The next round's PRM history is a judged step plus its label: the step is not fed again."""
+    from langchain_toolprm.grammar import Action, Grammar
+
+    prm = GenerativePRM(lm)
+    specs = to_tool_specs(TOOLS)
+    grammar = Grammar(specs)
+    state = grammar.initial()
+    first = [Action(StepTag.FUNC_NAME, name="get_weather"), Action(StepTag.FUNC_NAME, name="multiply")]
+    later = grammar.apply(state, first[0])
+    second = [Action(StepTag.ARG_NAME, name="city"), Action(StepTag.ARG_NAME, name="days")]
+    spent, scores = {}, {}
+    for keeps in (True, False):
+        session = prm.session([{"role": "user", "content": Q}], specs)
+        if not keeps:
+            session.cache.remember = lambda tree: None  # type: ignore[method-assign]
+        session.score_many([((), state, first)])
+        before = session.usage.tokens
+        scores[keeps] = session.score_many([(((state, first[0]),), later, second)])[0]
+        spent[keeps] = session.usage.tokens - before
+    assert scores[True] == pytest.approx(scores[False], abs=1e-4)
+    step = len(lm.encode(session._texts((), state, first)[1][0]))
+    assert spent[True] <= spent[False] - step + 1  # one seam token re-read where the kept step ends
+
+
 def test_judged_logits_of_many_prefixes_in_one_pass_match_full_forwards(lm):
     """Texts after different cached prefixes, with or without a suffix, in one pass: the numbers of full forwards.
 

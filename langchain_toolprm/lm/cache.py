@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from langchain_toolprm.lm.causal import CausalLM
 
 
+_KEPT_TREES = 8
+"""Tree passes remembered per cache: a round's, for beams up to four, and the round's before."""
+
+
 class PrefixCache:
     """Recently used prefixes of one root, so each search step feeds only the tokens it added.
 
@@ -32,8 +36,11 @@ class PrefixCache:
         self._fed: list[FedTree] = []
 
     def remember(self, tree: FedTree) -> None:
-        """Keep a tree pass's keys and values: the prefixes it holds are read from it (the latest few passes)."""
-        self._fed = [*self._fed[-3:], tree]
+        """Keep a tree pass's keys and values: the prefixes it holds are read from it (the latest few trees).
+
+        A round leaves one tree from the policy's enumeration and one per beam from a PRM's judgement.
+        """
+        self._fed = [*self._fed[-(_KEPT_TREES - 1):], tree]
 
     def get(self, tail: str) -> Prefix:
         """The prefix for ``root + tail``, extended from the closest cached one."""

@@ -33,6 +33,7 @@ class JudgedTree:
         depths: Per tree token, how many tree tokens precede it on its path.
         ends: Per row, the tree token it ends at (``-1``: the row adds nothing to the prefix).
         suffixes: Per row, the suffix's token ids.
+        children: ``(parent, token) -> tree token``: the trie that shares the rows' tokens.
 
     """
 
@@ -41,7 +42,7 @@ class JudgedTree:
     depths: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     suffixes: list[list[int]] = field(default_factory=list)
-    _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
     _on_path: torch.Tensor | None = field(default=None, repr=False)  # `_ancestry`, until a row adds a token
 
     @classmethod
@@ -56,7 +57,7 @@ class JudgedTree:
         """How many tokens `add` would put in the tree for ``row`` (its suffix aside)."""
         node = -1
         for i, token in enumerate(row):
-            child = self._children.get((node, token))
+            child = self.children.get((node, token))
             if child is None:
                 return len(row) - i
             node = child
@@ -66,9 +67,9 @@ class JudgedTree:
         """Add a row and its suffix; returns the row's index."""
         node = -1
         for token in row:
-            child = self._children.get((node, token))
+            child = self.children.get((node, token))
             if child is None:
-                child = self._children[(node, token)] = len(self.tokens)
+                child = self.children[(node, token)] = len(self.tokens)
                 self.tokens.append(token)
                 self.parents.append(node)
                 self.depths.append(0 if node < 0 else self.depths[node] + 1)

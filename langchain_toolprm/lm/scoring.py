@@ -304,7 +304,8 @@ class ScoringLM(TokenizedLM):
 
     def judged_logits(self, groups: Sequence[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]],
                       token_ids: Sequence[int], adapter: Callable[[torch.Tensor | None], AbstractContextManager[Any]],
-                      usage: Usage | None = None, *, full_head: bool = False) -> list[torch.Tensor]:
+                      usage: Usage | None = None, *, full_head: bool = False,
+                      keep: Callable[[FedTree], None] | None = None) -> list[torch.Tensor]:
         """Logits of ``token_ids`` after each ``base.tail + text`` and its suffix: texts plain, suffixes adapted.
 
         A PRM judging the candidates of every beam of a search round does it in one forward pass. Each
@@ -323,6 +324,8 @@ class ScoringLM(TokenizedLM):
             adapter: Enters the adapted model for the positions it is given (an index tensor; ``None``: all).
             usage: Where to count the compute.
             full_head: Run the whole output head inside ``adapter(None)`` (for an adapter that changes it).
+            keep: Given each group's texts as a `FedTree` (they ran on the model's own weights), so that a
+                prefix they hold (the next round's state) need not be fed again.
 
         Returns:
             Per group, a ``[len(texts), len(token_ids)]`` float tensor.
@@ -352,9 +355,11 @@ class ScoringLM(TokenizedLM):
             positions += block_positions
         mask = additive_mask(allowed)
         with self._lock:
+            cache = self._cache(kv, cached, 1)
             with adapter(torch.tensor(adapted)):
-                hidden = self._hidden(torch.tensor([ids]), self._cache(kv, cached, 1), usage, mask,
-                                      torch.tensor([positions]))[0]
+                hidden = self._hidden(torch.tensor([ids]), cache, usage, mask, torch.tensor([positions]))[0]
+            if keep is not None:
+                self._keep_texts(groups, cuts, trees, [len(block[0]) for block in blocks], cached, cache, hidden, keep)
             reads = hidden[torch.tensor([i for group in last for i in group])]
             if full_head:
                 with adapter(None):
@@ -362,6 +367,18 @@ class ScoringLM(TokenizedLM):
             else:
                 logits = self._token_logits(reads, token_ids)
         return list(logits.split([len(group) for group in last]))
+
+    def _keep_texts(self, groups: Sequence[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]],
+                    cuts: Sequence[int], trees: Sequence[JudgedTree], sizes: Sequence[int], cached: int, cache: Any,
+                    hidden: torch.Tensor, keep: Callable[[FedTree], None]) -> None:
+        """Each group's text tokens of a `judged_logits` pass as a `FedTree` (its suffixes left out)."""
+        fed, start = self._kv_of(cache), cached
+        for (base, _, _), cut, tree, size in zip(groups, cuts, trees, sizes, strict=True):
+            n = len(tree.tokens)
+            if n:
+                kv = [(k[:, :, start: start + n], v[:, :, start: start + n]) for k, v in fed]
+                keep(FedTree(base, cut, tree.children, kv, hidden[start - cached: start - cached + n]))
+            start += size
 
     def value_grammar(self, schema: Mapping[str, Any]) -> ValueGrammar | None:
         """The token grammar of JSON values of ``schema`` (`langchain_toolprm.constrained`).

@@ -145,7 +145,8 @@ class _ContextSession(PRMSession):
                 where[i][j] = (len(groups), row)
             groups.append((base, [fmt.continuation(state, candidates[j]) for j in rest],
                            [self._suffix(candidates[j]) for j in rest]))
+        # The texts run on the plain weights: the policy's next states among them are kept for it.
         logits = self.prm.lm.judged_logits(groups, self.prm.label_ids, self.prm.switch.active, self.usage,
-                                           full_head=self.prm._full_head) if groups else []
+                                           full_head=self.prm._full_head, keep=cache.remember) if groups else []
         scores = [torch.softmax(group, dim=-1)[:, 0].tolist() for group in logits]
         return [[scores[g][row] for g, row in places] for places in where]

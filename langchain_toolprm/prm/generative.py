@@ -158,7 +158,8 @@ class _GenerativeSession(LabelSession):
         bases = self.cache.get_many([history for history, _ in items])
         groups: list[tuple[Prefix, Sequence[str], Sequence[Sequence[int]]]] = [
             (base, steps, [[] for _ in steps]) for base, (_, steps) in zip(bases, items, strict=True)]
-        logits = self.prm.lm.judged_logits(groups, self.prm.label_ids, _unchanged, self.usage)
+        # The next round's history is one of these plus its label: kept, it is not fed again.
+        logits = self.prm.lm.judged_logits(groups, self.prm.label_ids, _unchanged, self.usage, keep=self.cache.remember)
         return [torch.softmax(rows, dim=-1)[:, 0].tolist() for rows in logits]
 
 
