@@ -9,12 +9,15 @@ the tokens it would have produced itself; where a continuation re-tokenises the 
 (BPE merges across the boundary), the cache is cut back to the last shared token.
 
 Modules: `types` (what the models hand around), `tokenized` (what a tokenizer alone decides, shared with
-served models), `scoring` (encoding and scoring on cached prefixes), `causal` (sampling), `cache`
-(recent prefixes of one prompt).
+served models), `scoring` (encoding and scoring on cached prefixes), `judging` (a PRM's label logits for
+every beam in one pass), `causal` (sampling), `cache` (recent prefixes of one prompt, and what the last
+tree passes computed: `fed_tree`), `stacked` (several cached prefixes in one cache), `judged_tree`
+(candidate texts and judgement suffixes as one tree).
 """
 
 from langchain_toolprm.lm.cache import PrefixCache
 from langchain_toolprm.lm.causal import CausalLM
+from langchain_toolprm.lm.judging import JudgingLM
 from langchain_toolprm.lm.scoring import ScoringLM
 from langchain_toolprm.lm.tokenized import TokenizedLM
 from langchain_toolprm.lm.types import (
@@ -28,5 +31,5 @@ from langchain_toolprm.lm.types import (
     logsumexp,
 )
 
-__all__ = ["CausalLM", "ContextLengthError", "Draw", "Prefix", "PrefixCache", "Sample", "ScoringLM", "StopFn",
-           "TokenizedLM", "Usage", "common_prefix", "logsumexp"]
+__all__ = ["CausalLM", "ContextLengthError", "Draw", "JudgingLM", "Prefix", "PrefixCache", "Sample", "ScoringLM",
+           "StopFn", "TokenizedLM", "Usage", "common_prefix", "logsumexp"]

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import torch
 
 
-from langchain_toolprm.lm.scoring import ScoringLM
+from langchain_toolprm.lm.judging import JudgingLM
 from langchain_toolprm.lm.types import Draw, Prefix, Sample, StopFn, Usage
 
 
@@ -64,7 +64,7 @@ def _reserve(cache: Any, room: int) -> Any:
     return cache
 
 
-class CausalLM(ScoringLM):
+class CausalLM(JudgingLM):
     """A transformers causal LM and its tokenizer, with batched scoring and sampling on cached prefixes.
 
     Args:

@@ -132,7 +132,7 @@ class JudgedTree:
         """`one_pass_inputs` without the prefix's columns: ``(ids, [r, r] boolean mask, positions, last)``.
 
         Several trees, each after its own cached prefix, are fed in one pass by placing these blocks
-        side by side (`ScoringLM.judged_logits`). A row with an empty suffix is read at its text's last
+        side by side (`JudgingLM.judged_logits`). A row with an empty suffix is read at its text's last
         token (a PRM whose label follows the step text directly).
 
         Raises:

@@ -58,7 +58,7 @@ class LoraSwitch:
             rows: The token positions (of the passes in this block) that get the adapter, as an index
                 tensor; the others run on the plain weights. A PRM that judges a text's tokens on the
                 plain weights and its judgement suffix with the adapter so needs one pass, not two
-                (`ScoringLM.judged_logits`). ``None``: every position.
+                (`JudgingLM.judged_logits`). ``None``: every position.
 
         """
         me = threading.get_ident()

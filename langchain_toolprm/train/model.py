@@ -133,7 +133,7 @@ def judged_label_logits(lm: Any, packed: ContextPacked, device: Any,
     """Logits after every node's judgement suffix, ``[nodes, vocab]``, in the two passes of inference.
 
     The tree (prompt and call texts) runs under ``plain()`` (no adapter, no gradient), the suffixes
-    under ``adapted()`` on its cache, as `ScoringLM.judged_logits` scores them; so only the suffixes'
+    under ``adapted()`` on its cache, as `JudgingLM.judged_logits` scores them; so only the suffixes'
     few tokens are back-propagated through.
     """
     import torch
