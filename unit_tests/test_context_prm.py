@@ -168,6 +168,7 @@ def test_candidates_the_policy_already_read_cost_the_prm_their_suffix_only(conte
         assert got == pytest.approx(want, abs=1e-4)
         suffixes = sum(len(scoring._suffix(a)) for a in actions)
         assert scoring.usage.forwards == 1 and scoring.usage.tokens == suffixes + len(actions)  # + one seam token each
+        assert len(session.cache._fed) == 1  # judging what the tree held leaves nothing new to remember
         checked += 1
     assert checked
 

@@ -102,9 +102,9 @@ class JudgingLM(ScoringLM):
                     hidden: torch.Tensor, keep: Callable[[FedTree], None]) -> None:
         """Each group's text tokens of a `judged_logits` pass as a `FedTree` (its suffixes left out)."""
         fed, start = self._kv_of(cache), cached
-        for (base, _, _), cut, tree, size in zip(groups, cuts, trees, sizes, strict=True):
+        for (base, texts, _), cut, tree, size in zip(groups, cuts, trees, sizes, strict=True):
             n = len(tree.tokens)
-            if n:
+            if any(texts):  # a group of empty texts re-read its prefix's last token: nothing new to keep
                 kv = [(k[:, :, start: start + n], v[:, :, start: start + n]) for k, v in fed]
                 keep(FedTree(base, cut, tree.children, kv, hidden[start - cached: start - cached + n]))
             start += size
