@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from langchain_toolprm.lm.judged_tree import trie_path
 from langchain_toolprm.lm.types import Prefix, common_prefix
 
 if TYPE_CHECKING:
@@ -45,13 +46,7 @@ class FedTree:
         """The tree's nodes along ``ids`` past ``cut``, as far as the tree holds them."""
         if len(ids) <= self.cut or common_prefix(list(ids), self.base.ids) < self.cut:
             return []
-        nodes, node = [], -1
-        for token in ids[self.cut:]:
-            found = self.children.get((node, token))
-            if found is None:
-                break
-            nodes.append(node := found)
-        return nodes
+        return trie_path(self.children, ids[self.cut:])
 
     def prefix(self, ids: Sequence[int], nodes: Sequence[int], tail: str) -> Prefix:
         """The prefix of ``ids`` up to the last of ``nodes`` (a `path`), from the base's cache and the tree's."""

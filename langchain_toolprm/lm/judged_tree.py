@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["JudgedTree", "additive_mask"]
+__all__ = ["JudgedTree", "additive_mask", "trie_path"]
 
 
 @dataclass
@@ -55,13 +55,7 @@ class JudgedTree:
 
     def new_tokens(self, row: Sequence[int]) -> int:
         """How many tokens `add` would put in the tree for ``row`` (its suffix aside)."""
-        node = -1
-        for i, token in enumerate(row):
-            child = self.children.get((node, token))
-            if child is None:
-                return len(row) - i
-            node = child
-        return 0
+        return len(row) - len(trie_path(self.children, row))
 
     def add(self, row: Sequence[int], suffix: Sequence[int]) -> int:
         """Add a row and its suffix; returns the row's index."""
@@ -97,7 +91,8 @@ class JudgedTree:
         """``(ids [1, n], additive mask [1, 1, n, prefix_len + n], positions [1, n])`` of the tree alone.
 
         Training feeds the tree and the suffixes as two passes (`suffix_inputs`), the tree without a
-        gradient; inference feeds both at once (`one_pass_inputs`). The attention is the same.
+        gradient; inference feeds both at once (`one_pass_inputs`). The attention is the same. The
+        policy's enumeration pass (`ScoringLM.tree_logprobs`) is a tree without suffixes.
         """
         import torch
 
@@ -180,6 +175,17 @@ class JudgedTree:
                 positions.append(base + j)
             last.append(len(ids) - 1)
         return ids, allowed, positions, last
+
+
+def trie_path(children: dict[tuple[int, int], int], row: Sequence[int]) -> list[int]:
+    """The trie's nodes along ``row`` from its root (parent ``-1``), as far as the trie holds it."""
+    nodes, node = [], -1
+    for token in row:
+        found = children.get((node, token))
+        if found is None:
+            break
+        nodes.append(node := found)
+    return nodes
 
 
 def additive_mask(allowed: torch.Tensor) -> torch.Tensor:

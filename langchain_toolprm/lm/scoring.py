@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
 from langchain_toolprm.lm.fed_tree import FedTree
-from langchain_toolprm.lm.judged_tree import additive_mask
+from langchain_toolprm.lm.judged_tree import JudgedTree, additive_mask, trie_path
 from langchain_toolprm.lm.stacked import blocks_after, stack_prefixes
 from langchain_toolprm.lm.tokenized import TokenizedLM
 from langchain_toolprm.lm.types import ContextLengthError, Prefix, Usage, common_prefix
@@ -255,38 +255,15 @@ class ScoringLM(TokenizedLM):
         """One forward pass of `tree_logprobs`: rows as a prefix tree after the cached part of ``base``."""
         torch = self._torch
         cut = max(min(min(common_prefix(full, base.ids), start) for full, start in rows) - 1, 0)
-        children: dict[tuple[int, int], int] = {}
-        parents: list[int] = []
-        node_tokens: list[int] = []
-        depths: list[int] = []
-        paths: list[list[int]] = []  # per row, the node of each position from ``cut`` on
-        for full, _ in rows:
-            parent, path = -1, []
-            for token in full[cut:]:
-                node = children.get((parent, token))
-                if node is None:
-                    node = children[(parent, token)] = len(node_tokens)
-                    node_tokens.append(token)
-                    parents.append(parent)
-                    depths.append(0 if parent < 0 else depths[parent] + 1)
-                path.append(node)
-                parent = node
-            paths.append(path)
-        n = len(node_tokens)
-        allowed = torch.zeros(n, cut + n, dtype=torch.bool)
-        allowed[:, :cut] = True
-        for node, parent in enumerate(parents):  # parents come before their children
-            if parent >= 0:
-                allowed[node] = allowed[parent]
-            allowed[node, cut + node] = True
-        mask = additive_mask(allowed)
-        positions = torch.tensor([[cut + d for d in depths]])
+        tree = JudgedTree.build([full[cut:] for full, _ in rows], [[] for _ in rows])
+        node_tokens, mask, positions = tree.tree_inputs(cut)
+        paths = [trie_path(tree.children, full[cut:]) for full, _ in rows]  # per row, its node at each position
         with self._lock:
             cache = self._cache(base.kv, cut, 1)
-            hidden = self._hidden(torch.tensor([node_tokens]), cache, usage, mask, positions)
+            hidden = self._hidden(node_tokens, cache, usage, mask, positions)
         if keep is not None:
             fed = [(k[:, :, cut:], v[:, :, cut:]) for k, v in self._kv_of(cache)]
-            keep(FedTree(base, cut, children, fed, hidden[0]))
+            keep(FedTree(base, cut, tree.children, fed, hidden[0]))
         reads: dict[int, int] = {}  # node -> row of the logits below
         wanted: list[list[tuple[int, int]]] = []
         for (full, start), path in zip(rows, paths, strict=True):
