@@ -16,7 +16,7 @@ from langchain_toolprm.cli_options import (
 from langchain_toolprm.data.build import DEFAULT_TIME_BUDGET_S, BuildConfig
 from langchain_toolprm.data.rollouts import RolloutConfig
 from langchain_toolprm.train.config import Objective, PromptFormat, TrainConfig
-from langchain_toolprm.train.evaluate import evaluate_prm
+from langchain_toolprm.train.evaluate import evaluate_prms
 
 __all__ = ["PRM_COMMANDS"]
 
@@ -159,14 +159,17 @@ def _train(args: argparse.Namespace) -> int:
 def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", help="PRM folders (adapters or full models), or 'default'")
     parser.add_argument("--data", required=True, help="a build-data folder")
-    parser.add_argument("--split", default=parameter_default(evaluate_prm, "split"), help="the split to score")
+    parser.add_argument("--split", default=parameter_default(evaluate_prms, "split"), help="the split to score")
     parser.add_argument("--aggregation", choices=["min", "last"],
                         help="trajectory verdict from the minimum step score or the last one "
                              "(default: last for outcome models, min otherwise)")
     parser.add_argument("--max-context-tokens", type=int,
-                        default=parameter_default(evaluate_prm, "max_context_tokens"),
-                        help="queries with a longer PRM context are left out")
-    parser.add_argument("--limit", type=int, help="the first N queries whose context fits")
+                        default=parameter_default(evaluate_prms, "max_context_tokens"),
+                        help="queries with a longer PRM context (for any of the models) are left out")
+    parser.add_argument("--max-tokens", type=int, default=parameter_default(evaluate_prms, "max_tokens"),
+                        help="a query's trajectories beyond this many tokens are left out (formats differ in "
+                             "length: raise it until every model reports the same steps)")
+    parser.add_argument("--limit", type=int, help="the first N queries whose context fits every model")
     parser.add_argument("--per-source", type=int, metavar="N",
                         help="the first N queries of each source (composed, follow-up, bfcl:live_simple...)")
     parser.add_argument("--output", "-o", help="write the results as JSON to this file")
@@ -180,12 +183,9 @@ def _eval_prm(args: argparse.Namespace) -> int:
     from langchain_toolprm.evaluation.render import prm_eval_tables
 
     set_threads(args.threads)
-    results = [
-        evaluate_prm(model, args.data, split=args.split, aggregation=args.aggregation,
-                     max_context_tokens=args.max_context_tokens, limit=args.limit, per_source=args.per_source,
-                     progress=not args.no_progress)
-        for model in args.models
-    ]
+    results = evaluate_prms(args.models, args.data, split=args.split, aggregation=args.aggregation,
+                            max_context_tokens=args.max_context_tokens, max_tokens=args.max_tokens, limit=args.limit,
+                            per_source=args.per_source, progress=not args.no_progress)
     print(prm_eval_tables(results))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:

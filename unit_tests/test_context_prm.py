@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from langchain_toolprm.data.rollouts import Trajectory
+from langchain_toolprm.evaluation.render import prm_eval_tables
 from langchain_toolprm.grammar import Grammar
 from langchain_toolprm.lm.judged_tree import JudgedTree
 from langchain_toolprm.tools import to_tool_specs
-from langchain_toolprm.train import TrainConfig, load_queries, train_prm
-from langchain_toolprm.train.context_packing import PolicyRenderer, pack_context_query
-from langchain_toolprm.train.packing import ORIGIN_ORDER
+from langchain_toolprm.train import TrainConfig, evaluate_prms, load_queries, train_prm
+from langchain_toolprm.train.context_packing import PolicyRenderer, pack_context_queries, pack_context_query
+from langchain_toolprm.train.packing import ORIGIN_ORDER, pack_queries
 from unit_tests.test_train import _tokenizer, data_dir  # noqa: F401 (a fixture)
 
 
@@ -244,3 +245,31 @@ def test_eval_prm_scores_a_context_prm(context_prm_dir: Path, data_dir: Path) ->
 
     result = evaluate_prm(str(context_prm_dir), data_dir, progress=False)
     assert result.queries > 0 and result.steps > 0 and 0.0 <= result.step_accuracy <= 1.0
+
+
+def test_eval_prm_compares_formats_on_the_queries_that_fit_both(context_prm_dir: Path, data_dir: Path,  # noqa: F811
+                                                                 tiny_model_dir: Path) -> None:
+    """The two formats encode contexts of different lengths: a query that fits one only is left out of both."""
+    queries = load_queries(data_dir, "train")
+    tokenizer = _tokenizer(tiny_model_dir)
+    plain = {p.query_id: p.context_len for p in pack_queries(queries, tokenizer, "eval", 10_000, 10_000)}
+    context = {p.query_id: p.context_len for p in pack_context_queries(queries, tokenizer, "eval", 10_000, 10_000)}
+
+    def split_at(cap: int) -> tuple[list[str], list[str]]:
+        return ([q for q in plain if max(plain[q], context[q]) <= cap],
+                [q for q in plain if min(plain[q], context[q]) <= cap < max(plain[q], context[q])])
+
+    # A cap that some query fits in both formats, and another in one format only.
+    cap = next(c for c in sorted({*plain.values(), *context.values()}) if all(split_at(c)))
+    fits_both = split_at(cap)[0]
+    results = evaluate_prms([str(tiny_model_dir), str(context_prm_dir)], data_dir, split="train",
+                            max_context_tokens=cap, max_tokens=100_000, progress=False)
+    assert [r.query_ids for r in results] == [fits_both, fits_both]
+    fewer = results[1].model_copy(update={"steps": results[0].steps - 1})
+    assert "Not comparable" in prm_eval_tables([results[0], fewer])
+    # With room for every trajectory, both formats judge the same labelled steps.
+    assert (results[0].steps, results[0].trajectories) == (results[1].steps, results[1].trajectories)
+    assert "Not comparable" not in prm_eval_tables(results)
+    with pytest.raises(ValueError, match="fits every model"):
+        evaluate_prms([str(tiny_model_dir), str(context_prm_dir)], data_dir, split="train", max_context_tokens=16,
+                      progress=False)

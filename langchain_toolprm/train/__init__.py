@@ -22,12 +22,12 @@ beam search makes. LoRA is optional (and what makes the packaged default PRM a f
 resumable from the checkpoint in the output folder.
 
 Modules: `config` (`TrainConfig`), `packing` (queries as prefix trees), `model` (backbone and adapter),
-`loop` (`train_prm`), `evaluate` (`evaluate_prm`).
+`loop` (`train_prm`), `evaluate` (`evaluate_prm`, `evaluate_prms`).
 """
 
 from langchain_toolprm.prm.adapters import default_prm_path, load_prm_model
 from langchain_toolprm.train.config import TrainConfig
-from langchain_toolprm.train.evaluate import EvalResult, answer_selection, evaluate_prm
+from langchain_toolprm.train.evaluate import EvalResult, answer_selection, evaluate_prm, evaluate_prms
 from langchain_toolprm.train.loop import train_prm
 from langchain_toolprm.train.packing import Packed, load_queries, pack_query
 
@@ -38,6 +38,7 @@ __all__ = [
     "answer_selection",
     "default_prm_path",
     "evaluate_prm",
+    "evaluate_prms",
     "load_prm_model",
     "load_queries",
     "pack_query",

@@ -83,7 +83,7 @@ def pack_context_query(query: dict[str, Any], renderer: PolicyRenderer,
         return None
     grammar = Grammar(specs, max_calls=max(8, len(query["reference"])))
     packed = ContextPacked([], [], len(context), [], [], [], [], [], [], str(query.get("mode", "rules")),
-                           str(query.get("source", "")), len(query["reference"]))
+                           str(query.get("source", "")), len(query["reference"]), str(query.get("id", "")))
     tree = packed.tree
     nodes: dict[tuple[Any, ...], int] = {}
     trajectories = sorted((Trajectory.from_json(t) for t in query["trajectories"]),

@@ -6,9 +6,10 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -18,10 +19,6 @@ from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, load_p
 from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
 from langchain_toolprm.search.config import PATH_AGGREGATIONS
 from langchain_toolprm.search.engine import aggregate
-
-if TYPE_CHECKING:
-    pass
-
 from langchain_toolprm.train.config import MAX_CONTEXT_TOKENS
 from langchain_toolprm.train.context_packing import pack_context_queries
 from langchain_toolprm.train.model import judged_label_logits, label_logits, label_token_ids
@@ -49,6 +46,7 @@ class EvalResult(BaseModel):
 
     model: str
     queries: int
+    query_ids: list[str] = Field(default_factory=list)
     steps: int
     trajectories: int
     loss: float
@@ -149,28 +147,68 @@ def _focus(packed: Packed, node: int) -> list[str]:
 
 def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test", aggregation: str | None = None,
                  max_context_tokens: int = MAX_CONTEXT_TOKENS, max_tokens: int = 2048, limit: int | None = None,
-                 per_source: int | None = None,
-                 progress: bool = True) -> EvalResult:
-    """Loss, step accuracy and trajectory accuracy of a PRM on a build's test split.
+                 per_source: int | None = None, progress: bool = True) -> EvalResult:
+    """Loss, step accuracy and trajectory accuracy of one PRM on a build's split (see `evaluate_prms`)."""
+    return evaluate_prms([model_ref], data, split=split, aggregation=aggregation,
+                         max_context_tokens=max_context_tokens, max_tokens=max_tokens, limit=limit,
+                         per_source=per_source, progress=progress)[0]
+
+
+def evaluate_prms(model_refs: Sequence[str | Path], data: str | Path, *, split: str = "test",
+                  aggregation: str | None = None, max_context_tokens: int = MAX_CONTEXT_TOKENS,
+                  max_tokens: int = 2048, limit: int | None = None, per_source: int | None = None,
+                  progress: bool = True) -> list[EvalResult]:
+    """Loss, step accuracy and trajectory accuracy of PRMs on a build's split, on the same queries.
 
     Steps are the distinct labelled steps of the split (up to each trajectory's first wrong step, as in
     the statistics); a step is predicted right when its score exceeds 0.5. A complete trajectory is
     predicted right when its aggregated score exceeds 0.5: the minimum over its steps for process
     models, the final step for an outcome model (``aggregation`` ``"min"`` or ``"last"``; read from
-    the model's training metadata when not given). Histories are rendered all ``+``, as at inference.
+    each model's training metadata when not given). Histories are rendered all ``+``, as at inference.
+
+    PRMs of different prompt formats see different context lengths, so ``max_context_tokens`` would
+    leave out different queries for each: only queries that fit for every model are scored, then
+    ``per_source`` and ``limit`` pick from those in file order. Each result lists its query ids.
+
+    Raises:
+        ValueError: No query of the split fits every model, or query ids repeat in the split.
+
     """
-    started = time.perf_counter()
-    tokenizer, logits_of, pack = _scorer(model_ref)
-    if aggregation is None:
-        folder = default_prm_path() if str(model_ref) == DEFAULT_PRM else Path(model_ref)
-        objective = prm_meta(folder).get("objective", "prm") if folder.is_dir() else "prm"
-        aggregation = "last" if objective == "outcome" else "min"
-    plus_id, minus_id = label_token_ids(tokenizer)
-    # The same queries for every model: the split's first ``limit`` whose context fits, in file order.
-    packed_set = pack(load_queries(data, split), tokenizer, "eval", max_context_tokens, max_tokens)
+    scorers = [_scorer(ref) for ref in model_refs]
+    queries = load_queries(data, split)
+    packed_sets = [pack(queries, tokenizer, "eval", max_context_tokens, max_tokens) for tokenizer, _, pack in scorers]
+    repeated = sorted({i for i, n in Counter(q.get("id") for q in queries).items() if n > 1}, key=str)
+    if repeated:
+        raise ValueError(f"Query ids repeat in the {split} split of {data} ({', '.join(map(str, repeated[:5]))}): "
+                         "the models could not be compared query by query.")
+    fitting = set.intersection(*({p.query_id for p in packed} for packed in packed_sets))
+    chosen = [p for p in packed_sets[0] if p.query_id in fitting]
     if per_source is not None:  # a split is written source by source: the first N would be one source
-        packed_set = _first_per_source(packed_set, per_source)
-    packed_set = packed_set[:limit]
+        chosen = _first_per_source(chosen, per_source)
+    ids = [p.query_id for p in chosen[:limit]]
+    if not ids:
+        raise ValueError(f"No {split} query of {data} fits every model within max_context_tokens="
+                         f"{max_context_tokens}.")
+    results = []
+    for ref, (tokenizer, logits_of, _), packed in zip(model_refs, scorers, packed_sets, strict=True):
+        by_id = {p.query_id: p for p in packed}
+        results.append(_evaluate(ref, tokenizer, logits_of, [by_id[i] for i in ids],
+                                 aggregation or _default_aggregation(ref), progress))
+    return results
+
+
+def _default_aggregation(model_ref: str | Path) -> str:
+    """``last`` for an outcome model, ``min`` for a process model (from the training metadata)."""
+    folder = default_prm_path() if str(model_ref) == DEFAULT_PRM else Path(model_ref)
+    objective = prm_meta(folder).get("objective", "prm") if folder.is_dir() else "prm"
+    return "last" if objective == "outcome" else "min"
+
+
+def _evaluate(model_ref: str | Path, tokenizer: Any, logits_of: Callable[[Packed], Any],
+              packed_set: Sequence[Packed], aggregation: str, progress: bool) -> EvalResult:
+    """One model's `EvalResult` on the chosen packed queries."""
+    started = time.perf_counter()
+    plus_id, minus_id = label_token_ids(tokenizer)
     step_hits = step_total = step_pos = 0
     loss_sum = 0.0
     traj_hits = traj_total = traj_pos = 0
@@ -234,6 +272,7 @@ def evaluate_prm(model_ref: str | Path, data: str | Path, *, split: str = "test"
     return EvalResult(
         model=str(model_ref),
         queries=len(packed_set),
+        query_ids=[p.query_id for p in packed_set],
         steps=step_total,
         trajectories=traj_total,
         loss=loss_sum / max(1, step_total),

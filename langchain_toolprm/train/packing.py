@@ -51,6 +51,8 @@ class Packed:
         mode: How the query's trajectories were made (``"policy:<name>"`` or ``"rules"``).
         source: Where the query came from (``"bfcl:live_simple"``, ``"composed"``, ``"follow-up"``...).
         reference_calls: How many calls the reference answer makes (0: answer in text).
+        query_id: The query's ``id`` in its build (so that PRMs of different prompt formats can be
+            compared on the same queries).
 
     """
 
@@ -66,6 +68,7 @@ class Packed:
     mode: str = "rules"
     source: str = ""
     reference_calls: int = 0
+    query_id: str = ""
 
     def attention_mask(self) -> torch.Tensor:
         """``[1, 1, L, L]`` additive mask: the context causally, each line its path and itself causally."""
@@ -145,7 +148,7 @@ def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, object
     ids, positions = list(context_ids), list(range(len(context_ids)))
     nodes: dict[tuple[Any, ...], int] = {}
     packed = Packed(ids, positions, len(context_ids), [], [], [], [], [], [], str(query.get("mode", "rules")),
-                    str(query.get("source", "")), len(query["reference"]))
+                    str(query.get("source", "")), len(query["reference"]), str(query.get("id", "")))
     for trajectory, length, targets in select_steps(trajectories, objective):
         actions = trajectory.actions
         shared = 0
