@@ -128,6 +128,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --max-queries: every source in turn, so small sources are not crowded out")
     limits.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
+    option(limits, TrainConfig, "stop_at_step", "--stop-at-step", type=int, metavar="STEP",
+           help="stop and save at this step of the planned schedule (the same command without it resumes)")
     option(parser, TrainConfig, "save_every", "--save-every", type=int, help="checkpoint every N optimizer steps")
     option(parser, TrainConfig, "seed", "--seed", type=int, help="random seed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -147,8 +149,8 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         balance=not args.no_balance, rank_weight=args.rank_weight,
         max_context_tokens=args.max_context_tokens, max_tokens=args.max_tokens, max_queries=args.max_queries,
-        max_steps=args.max_steps, time_budget_s=args.time_budget, save_every=args.save_every,
-        threads=thread_count(args.threads), seed=args.seed,
+        max_steps=args.max_steps, time_budget_s=args.time_budget, stop_at_step=args.stop_at_step,
+        save_every=args.save_every, threads=thread_count(args.threads), seed=args.seed,
     )
     summary = train_prm(config, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))

@@ -117,8 +117,9 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     first = train_prm(config, progress=False)
     assert first["steps"] == 2 and first["train_labels"] > 0
     assert (out / "checkpoint" / "state.json").is_file()
-    resumed = train_prm(config.model_copy(update={"max_steps": 3}), progress=False)
-    assert resumed["steps"] == 3
+    resumed = train_prm(config.model_copy(update={"max_steps": 4, "stop_at_step": 3}), progress=False)
+    assert resumed["steps"] == 3 and resumed["planned_steps"] == 4 and resumed["stopped_at_step"] == 3
+    assert not resumed["stopped_by_time_budget"]
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 3
     assert is_adapter(out)
     adapter_config = json.loads((out / "adapter_config.json").read_text())

@@ -72,6 +72,9 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Train on at most this many queries: those with policy rollouts first.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     time_budget_s: float | None = Field(None, gt=0, description="Stop (and save) after this many seconds.")
+    stop_at_step: int | None = Field(
+        None, ge=1, description="Stop (and save) at this optimizer step of the planned schedule, which stays the "
+        "one of max_steps/epochs: models compared at the same point of one recipe, resumable to its end.")
     save_every: int = Field(25, ge=1, description="Checkpoint every N optimizer steps.")
     threads: int | None = Field(None, ge=1, description="torch threads (CPU).")
     seed: int = 0

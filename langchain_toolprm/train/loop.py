@@ -150,8 +150,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
 
         bar = tqdm(total=total_steps, initial=state["step"], desc=f"train {config.objective}", unit="step")
     started = time.perf_counter() - state["seconds"]
-    stopped_early = False
-    while state["step"] < total_steps:
+    while state["step"] < total_steps and state["step"] < (config.stop_at_step or total_steps):
         step = state["step"]
         epoch, index = divmod(step, per_epoch)
         batch = [data[i] for i in _batches(len(data), config.batch_size, config.seed, epoch)[index]]
@@ -183,11 +182,11 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        budget_hit = config.time_budget_s is not None and state["seconds"] >= config.time_budget_s
+        budget_hit = ((config.time_budget_s is not None and state["seconds"] >= config.time_budget_s)
+                      or (config.stop_at_step is not None and state["step"] >= config.stop_at_step))
         if state["step"] % config.save_every == 0 or budget_hit:
             _save_checkpoint(model, optimizer, scheduler, state, checkpoint)
         if budget_hit:
-            stopped_early = state["step"] < total_steps
             break
     if bar is not None:
         bar.close()
@@ -200,7 +199,9 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         "train_tokens_per_epoch": sum(len(p.ids) for p in data),
         "steps": state["step"],
         "planned_steps": total_steps,
-        "stopped_by_time_budget": stopped_early,
+        "stopped_by_time_budget": bool(state["step"] < total_steps and config.time_budget_s is not None
+                                       and state["seconds"] >= config.time_budget_s),
+        "stopped_at_step": state["step"] if state["step"] < total_steps else None,
         "seconds": round(state["seconds"], 1),
         "final_loss": float(sum(state["losses"][-10:]) / max(1, len(state["losses"][-10:]))),
         "config": json.loads(config.model_dump_json()),
