@@ -46,7 +46,8 @@ def main() -> None:
         cases = len(case_ids) if case_ids is not None else manifest["cases"]
         print(f"### {Path(folder).name}{' (cases every run finished)' if args.common else ''}\n")
         subset = ("the cases every run finished, a prefix of each category in BFCL's order" if args.common
-                  else f"the first {config['limit']} per category in BFCL's order")
+                  else f"the first {config['limit']} per category in BFCL's order" if config["limit"]
+                  else "every case of each category")
         print(f"policy `{manifest['policy_name']}`, {cases} cases ({', '.join(summary.categories)}; {subset}), "
               f"seed {manifest['fingerprint']['seed']}, temperature {manifest['fingerprint']['temperature']}\n")
         print(summary_markdown(summary))

@@ -262,14 +262,22 @@ def test_eval_prm_compares_formats_on_the_queries_that_fit_both(context_prm_dir:
     # A cap that some query fits in both formats, and another in one format only.
     cap = next(c for c in sorted({*plain.values(), *context.values()}) if all(split_at(c)))
     fits_both = split_at(cap)[0]
+    # A sequence cap at which the formats keep different trajectories of some query: both judge those both kept.
+    def kept(max_tokens: int) -> dict[str, tuple[set[int], set[int]]]:
+        plain_kept = {p.query_id: set(p.kept) for p in pack_queries(queries, tokenizer, "eval", cap, max_tokens)}
+        context_kept = {p.query_id: set(p.kept)
+                        for p in pack_context_queries(queries, tokenizer, "eval", cap, max_tokens)}
+        return {q: (plain_kept[q], context_kept[q]) for q in fits_both}
+
+    tight = next(n for n in range(128, 4096, 64) if any(a & b and a != b for a, b in kept(n).values()))
     results = evaluate_prms([str(tiny_model_dir), str(context_prm_dir)], data_dir, split="train",
-                            max_context_tokens=cap, max_tokens=100_000, progress=False)
-    assert [r.query_ids for r in results] == [fits_both, fits_both]
-    fewer = results[1].model_copy(update={"steps": results[0].steps - 1})
-    assert "Not comparable" in prm_eval_tables([results[0], fewer])
-    # With room for every trajectory, both formats judge the same labelled steps.
+                            max_context_tokens=cap, max_tokens=tight, progress=False)
+    judged = [q for q, (a, b) in kept(tight).items() if a & b]
+    assert [r.query_ids for r in results] == [judged, judged]
     assert (results[0].steps, results[0].trajectories) == (results[1].steps, results[1].trajectories)
     assert "Not comparable" not in prm_eval_tables(results)
+    fewer = results[1].model_copy(update={"steps": results[0].steps - 1})
+    assert "Not comparable" in prm_eval_tables([results[0], fewer])
     with pytest.raises(ValueError, match="fits every model"):
         evaluate_prms([str(tiny_model_dir), str(context_prm_dir)], data_dir, split="train", max_context_tokens=16,
                       progress=False)

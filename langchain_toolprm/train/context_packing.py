@@ -88,7 +88,7 @@ def pack_context_query(query: dict[str, Any], renderer: PolicyRenderer,
     nodes: dict[tuple[Any, ...], int] = {}
     trajectories = sorted((Trajectory.from_json(t) for t in query["trajectories"]),
                           key=lambda t: ORIGIN_ORDER.get(t.origin, 9))
-    for trajectory, length, targets in select_steps(trajectories, objective):
+    for index, (trajectory, length, targets) in enumerate(select_steps(trajectories, objective)):
         actions = trajectory.actions
         states = grammar.walk(actions[:length])
         new = [i for i in range(length) if tuple(actions[: i + 1]) not in nodes]
@@ -111,6 +111,7 @@ def pack_context_query(query: dict[str, Any], renderer: PolicyRenderer,
                 packed.tags.append(actions[i].tag)
             path_nodes.append(node)
         packed.trajectories.append((path_nodes, trajectory.complete, trajectory.correct))
+        packed.kept.append(index)
     packed.ids, packed.positions = packed.tree.tokens, packed.tree.depths
     return packed
 

@@ -8,6 +8,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,6 @@ class EvalResult(BaseModel):
 
 def _only(packed: Packed, nodes: set[int]) -> Packed:
     """The packed query with targets kept on ``nodes`` only (the labelled steps)."""
-    from dataclasses import replace
-
     return replace(packed, targets=[t if i in nodes else None for i, t in enumerate(packed.targets)])
 
 
@@ -167,8 +166,10 @@ def evaluate_prms(model_refs: Sequence[str | Path], data: str | Path, *, split: 
     each model's training metadata when not given). Histories are rendered all ``+``, as at inference.
 
     PRMs of different prompt formats see different context lengths, so ``max_context_tokens`` would
-    leave out different queries for each: only queries that fit for every model are scored, then
-    ``per_source`` and ``limit`` pick from those in file order. Each result lists its query ids.
+    leave out different queries for each, and a format with longer step texts keeps fewer of a query's
+    trajectories within ``max_tokens``: only trajectories that every model kept are judged (so all
+    models judge the same labelled steps), only queries with one are scored, and ``per_source`` and
+    ``limit`` pick from those in file order. Each result lists its query ids.
 
     Raises:
         ValueError: No query of the split fits every model, or query ids repeat in the split.
@@ -181,20 +182,25 @@ def evaluate_prms(model_refs: Sequence[str | Path], data: str | Path, *, split: 
     if repeated:
         raise ValueError(f"Query ids repeat in the {split} split of {data} ({', '.join(map(str, repeated[:5]))}): "
                          "the models could not be compared query by query.")
-    fitting = set.intersection(*({p.query_id for p in packed} for packed in packed_sets))
-    chosen = [p for p in packed_sets[0] if p.query_id in fitting]
+    by_id = [{p.query_id: p for p in packed} for packed in packed_sets]
+    fitting = set.intersection(*(set(model) for model in by_id))
+    common = {i: set.intersection(*(set(model[i].kept) for model in by_id)) for i in fitting}
+    chosen = [p for p in packed_sets[0] if common.get(p.query_id)]
     if per_source is not None:  # a split is written source by source: the first N would be one source
         chosen = _first_per_source(chosen, per_source)
     ids = [p.query_id for p in chosen[:limit]]
     if not ids:
         raise ValueError(f"No {split} query of {data} fits every model within max_context_tokens="
-                         f"{max_context_tokens}.")
-    results = []
-    for ref, (tokenizer, logits_of, _), packed in zip(model_refs, scorers, packed_sets, strict=True):
-        by_id = {p.query_id: p for p in packed}
-        results.append(_evaluate(ref, tokenizer, logits_of, [by_id[i] for i in ids],
-                                 aggregation or _default_aggregation(ref), progress))
-    return results
+                         f"{max_context_tokens} and max_tokens={max_tokens}.")
+    return [_evaluate(ref, tokenizer, logits_of, [_kept(model[i], common[i]) for i in ids],
+                      aggregation or _default_aggregation(ref), progress)
+            for ref, (tokenizer, logits_of, _), model in zip(model_refs, scorers, by_id, strict=True)]
+
+
+def _kept(packed: Packed, kept: set[int]) -> Packed:
+    """The packed query with only the trajectories every compared model kept within ``max_tokens``."""
+    pairs = [(t, k) for t, k in zip(packed.trajectories, packed.kept, strict=True) if k in kept]
+    return replace(packed, trajectories=[t for t, _ in pairs], kept=[k for _, k in pairs])
 
 
 def _default_aggregation(model_ref: str | Path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,6 +53,8 @@ class Packed:
         reference_calls: How many calls the reference answer makes (0: answer in text).
         query_id: The query's ``id`` in its build (so that PRMs of different prompt formats can be
             compared on the same queries).
+        kept: Per packed trajectory, its place among the query's selected trajectories: a format whose
+            steps are longer keeps fewer within ``max_tokens``, and a comparison keeps those all kept.
 
     """
 
@@ -69,6 +71,7 @@ class Packed:
     source: str = ""
     reference_calls: int = 0
     query_id: str = ""
+    kept: list[int] = field(default_factory=list)
 
     def attention_mask(self) -> torch.Tensor:
         """``[1, 1, L, L]`` additive mask: the context causally, each line its path and itself causally."""
@@ -149,7 +152,7 @@ def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, object
     nodes: dict[tuple[Any, ...], int] = {}
     packed = Packed(ids, positions, len(context_ids), [], [], [], [], [], [], str(query.get("mode", "rules")),
                     str(query.get("source", "")), len(query["reference"]), str(query.get("id", "")))
-    for trajectory, length, targets in select_steps(trajectories, objective):
+    for index, (trajectory, length, targets) in enumerate(select_steps(trajectories, objective)):
         actions = trajectory.actions
         shared = 0
         while shared < length and tuple(actions[: shared + 1]) in nodes:
@@ -179,6 +182,7 @@ def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, object
             path_nodes.append(node)
             parent = node
         packed.trajectories.append((path_nodes, trajectory.complete, trajectory.correct))
+        packed.kept.append(index)
     return packed
 
 
