@@ -169,8 +169,8 @@ def _eval_prm_arguments(parser: argparse.ArgumentParser) -> None:
                         default=parameter_default(evaluate_prms, "max_context_tokens"),
                         help="queries with a longer PRM context (for any of the models) are left out")
     parser.add_argument("--max-tokens", type=int, default=parameter_default(evaluate_prms, "max_tokens"),
-                        help="a query's trajectories beyond this many tokens are left out (formats differ in "
-                             "length: raise it until every model reports the same steps)")
+                        help="a query's trajectories beyond this many tokens are left out; only those every "
+                             "model kept are judged")
     parser.add_argument("--limit", type=int, help="the first N queries whose context fits every model")
     parser.add_argument("--per-source", type=int, metavar="N",
                         help="the first N queries of each source (composed, follow-up, bfcl:live_simple...)")

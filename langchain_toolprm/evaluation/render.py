@@ -74,9 +74,9 @@ def prm_eval_tables(results: Sequence[EvalResult]) -> str:
     lines = [
         f"{first.queries} queries, {first.steps} labelled steps, {first.trajectories} complete trajectories",
         *([] if len({(r.steps, r.trajectories) for r in results}) == 1 else [
-            "**Not comparable**: the models kept different trajectories within max_tokens ("
+            "**Not comparable**: the models judged different steps ("
             + ", ".join(f"{r.model}: {r.steps} steps, {r.trajectories} trajectories" for r in results)
-            + "); raise --max-tokens.", ""]),
+            + "); score them in one `toolprm eval-prm` run.", ""]),
         "| model | loss | step acc | trajectory acc | candidate ranking acc |",
         "|---|---:|---:|---:|---:|",
         f"| always + (ranking: random pick) | - | {first.always_positive_step_accuracy:.4f} | "

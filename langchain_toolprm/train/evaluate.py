@@ -175,13 +175,13 @@ def evaluate_prms(model_refs: Sequence[str | Path], data: str | Path, *, split: 
         ValueError: No query of the split fits every model, or query ids repeat in the split.
 
     """
-    scorers = [_scorer(ref) for ref in model_refs]
     queries = load_queries(data, split)
-    packed_sets = [pack(queries, tokenizer, "eval", max_context_tokens, max_tokens) for tokenizer, _, pack in scorers]
     repeated = sorted({i for i, n in Counter(q.get("id") for q in queries).items() if n > 1}, key=str)
     if repeated:
         raise ValueError(f"Query ids repeat in the {split} split of {data} ({', '.join(map(str, repeated[:5]))}): "
                          "the models could not be compared query by query.")
+    scorers = [_scorer(ref) for ref in model_refs]
+    packed_sets = [pack(queries, tokenizer, "eval", max_context_tokens, max_tokens) for tokenizer, _, pack in scorers]
     by_id = [{p.query_id: p for p in packed} for packed in packed_sets]
     fitting = set.intersection(*(set(model) for model in by_id))
     common = {i: set.intersection(*(set(model[i].kept) for model in by_id)) for i in fitting}

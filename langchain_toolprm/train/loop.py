@@ -150,7 +150,8 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
 
         bar = tqdm(total=total_steps, initial=state["step"], desc=f"train {config.objective}", unit="step")
     started = time.perf_counter() - state["seconds"]
-    while state["step"] < total_steps and state["step"] < (config.stop_at_step or total_steps):
+    last = min(total_steps, config.stop_at_step or total_steps)
+    while state["step"] < last:
         step = state["step"]
         epoch, index = divmod(step, per_epoch)
         batch = [data[i] for i in _batches(len(data), config.batch_size, config.seed, epoch)[index]]
@@ -183,7 +184,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix(loss=f"{batch_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
         budget_hit = ((config.time_budget_s is not None and state["seconds"] >= config.time_budget_s)
-                      or (config.stop_at_step is not None and state["step"] >= config.stop_at_step))
+                      or state["step"] == config.stop_at_step)
         if state["step"] % config.save_every == 0 or budget_hit:
             _save_checkpoint(model, optimizer, scheduler, state, checkpoint)
         if budget_hit:
