@@ -11,7 +11,7 @@ import pytest
 from langchain_toolprm.data.build import BuildConfig, build_dataset
 from langchain_toolprm.data.rollouts import Trajectory
 from langchain_toolprm.grammar import Grammar, StepTag
-from langchain_toolprm.prm.adapters import is_adapter, load_prm_model
+from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, is_adapter, load_prm_model, prm_folder
 from langchain_toolprm.tools import to_tool_specs
 from langchain_toolprm.train import (
     TrainConfig,
@@ -165,6 +165,12 @@ def test_outcome_model_and_full_fine_tuning(data_dir: Path, tiny_model_dir: Path
     both = TrainConfig(data=[data_dir, data_dir / "train.jsonl"], out=tmp_path / "both", base=str(tiny_model_dir),
                        objective="outcome", lora=False, max_steps=1, batch_size=2)
     assert train_prm(both, progress=False)["train_queries"] == 2 * summary["train_queries"]
+
+
+def test_prm_folder_resolves_the_packaged_name_and_keeps_paths(tmp_path: Path) -> None:
+    assert prm_folder(DEFAULT_PRM) == default_prm_path()
+    assert prm_folder(tmp_path / DEFAULT_PRM) == tmp_path / DEFAULT_PRM  # a folder named "default" is a folder
+    assert prm_folder(str(tmp_path)) == tmp_path
 
 
 def test_label_weights_and_sibling_groups(data_dir: Path, tiny_model_dir: Path) -> None:

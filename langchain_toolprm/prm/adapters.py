@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["DEFAULT_PRM", "META_FILE", "default_prm_path", "is_adapter", "load_prm_model", "lora_factors",
-           "lora_variant", "merge_lora", "plain_lora", "prm_meta", "prompt_version"]
+           "lora_variant", "merge_lora", "plain_lora", "prm_folder", "prm_meta", "prompt_version"]
 
 DEFAULT_PRM = "default"
 """The reference that names the PRM packaged with the library."""
@@ -41,6 +41,16 @@ def default_prm_path() -> Path:
     if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(f"No packaged PRM in {path}; train one with `toolprm train`.")
     return path
+
+
+def prm_folder(ref: str | Path) -> Path:
+    """The folder a PRM reference points at: the packaged one for ``"default"``, else ``ref`` as a path.
+
+    Raises:
+        FileNotFoundError: ``"default"`` was asked and no packaged PRM is installed.
+
+    """
+    return default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
 
 
 def is_adapter(ref: str | Path) -> bool:
@@ -67,7 +77,7 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
     """
     from langchain_toolprm.models import load_causal_lm
 
-    folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
+    folder = prm_folder(ref)
     meta = _checked_meta(folder)
     if not is_adapter(folder):
         return load_causal_lm(str(ref), **load_kwargs)
@@ -89,7 +99,7 @@ def load_prm_model(ref: str | Path, **load_kwargs: Any) -> tuple[PreTrainedModel
 
 def prompt_version(ref: str | Path) -> str:
     """The prompt format a PRM was trained on (`PROMPT_VERSION` when it does not say: older PRMs, other models)."""
-    folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
+    folder = prm_folder(ref)
     return str(prm_meta(folder).get("prompt_version", PROMPT_VERSION)) if folder.is_dir() else PROMPT_VERSION
 
 
@@ -110,7 +120,7 @@ def plain_lora(ref: str | Path, version: str = PROMPT_VERSION) -> tuple[Path, di
     """
     if not is_adapter(ref):
         return None
-    folder = default_prm_path() if str(ref) == DEFAULT_PRM else Path(ref)
+    folder = prm_folder(ref)
     meta = _checked_meta(folder, version)
     adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     if lora_variant(adapter):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from langchain_toolprm.data.rollouts import labelled_length
 from langchain_toolprm.grammar import StepTag
-from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, load_prm_model, prm_meta, prompt_version
+from langchain_toolprm.prm.adapters import load_prm_model, prm_folder, prm_meta, prompt_version
 from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
 from langchain_toolprm.search.config import PATH_AGGREGATIONS
 from langchain_toolprm.search.engine import aggregate
@@ -205,7 +205,7 @@ def _kept(packed: Packed, kept: set[int]) -> Packed:
 
 def _default_aggregation(model_ref: str | Path) -> str:
     """``last`` for an outcome model, ``min`` for a process model (from the training metadata)."""
-    folder = default_prm_path() if str(model_ref) == DEFAULT_PRM else Path(model_ref)
+    folder = prm_folder(model_ref)
     objective = prm_meta(folder).get("objective", "prm") if folder.is_dir() else "prm"
     return "last" if objective == "outcome" else "min"
 

@@ -7,7 +7,6 @@ import inspect
 import logging
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_toolprm.prm.prompt import LABEL_NEGATIVE, LABEL_POSITIVE, PROMPT_VERSION
@@ -77,9 +76,9 @@ def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
     from peft import PeftModel
 
     from langchain_toolprm.models import load_causal_lm
-    from langchain_toolprm.prm.adapters import DEFAULT_PRM, default_prm_path, is_adapter, prm_meta
+    from langchain_toolprm.prm.adapters import is_adapter, prm_folder, prm_meta
 
-    folder = default_prm_path() if config.init == DEFAULT_PRM else Path(config.init or "")
+    folder = prm_folder(config.init or "")
     if not is_adapter(folder):
         raise ValueError(f"init={config.init!r} is not a LoRA adapter folder (no adapter_config.json in {folder}).")
     meta = prm_meta(folder)
