@@ -262,6 +262,23 @@ def test_resume_skips_finished_cases_and_repairs_a_cut_line(bfcl_dir: Path, tmp_
     assert again.sessions == []
 
 
+def test_an_interrupted_eval_still_summarises_its_finished_cases(bfcl_dir: Path, tmp_path: Path) -> None:
+    class Interrupted(FakePolicy):
+        def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], *, seed: int | None = None
+                    ) -> PolicySession:
+            if len(self.sessions) == 2:
+                raise KeyboardInterrupt  # Ctrl-C during the third case: not an engine error, the eval stops
+            return super().session(messages, specs, seed=seed)
+
+    out = tmp_path / "out"
+    config = _config(bfcl_dir, out, strategies=["greedy"])
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(config, policy=Interrupted(ANSWERS))
+    written = json.loads((out / "summary.json").read_text())
+    assert [(r["name"], r["cases"]) for r in written["runs"]] == [("greedy", 2)]
+    assert run_eval(config, policy=FakePolicy(ANSWERS)).run("greedy").cases == 6  # and resumes from there
+
+
 def test_resume_refuses_other_settings(bfcl_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     run_eval(_config(bfcl_dir, out, strategies=["greedy"]), policy=FakePolicy(ANSWERS))

@@ -91,10 +91,8 @@ def run_eval(
 
     """
     from filelock import FileLock
-    from tqdm.auto import tqdm
 
     from langchain_toolprm.components import describe, load_policy, load_prm
-    from langchain_toolprm.search.run import run_search
 
     cases = list(cases) if cases is not None else load_cases(config)
     runs = config.runs()
@@ -116,6 +114,24 @@ def run_eval(
     lock = FileLock(output / ".lock")
     with lock:
         update_manifest(output, config, cases, runs, policy_name, prm_name)
+
+    try:
+        _predict(output, runs, todo, config, policy_obj, prm_obj)
+    finally:
+        # Every run of the folder, not only this call's: runs added later compare on the same cases. Also
+        # after an interruption (Ctrl-C), so that summary.json never lags behind the finished lines.
+        with lock:
+            summary = summarize(output, case_ids=[c.id for c in cases])
+            write_json(output / SUMMARY, summary.to_dict())
+    return summary
+
+
+def _predict(output: Path, runs: Sequence[RunSpec], todo: dict[str, list[EvalCase]], config: EvalConfig,
+             policy_obj: Policy | None, prm_obj: PRM | None) -> None:
+    """Search every case left to each run and append its prediction line (flushed: a killed run resumes)."""
+    from tqdm.auto import tqdm
+
+    from langchain_toolprm.search.run import run_search
 
     total = sum(len(v) for v in todo.values())
     with tqdm(total=total, disable=not config.progress or total == 0, unit="case", file=sys.stderr,
@@ -143,8 +159,3 @@ def run_eval(
                     right += line["correct"]
                     bar.set_postfix(correct=f"{right}/{count}", refresh=False)
                     bar.update(1)
-    # Every run of the folder, not only this call's: runs added later compare on the same cases.
-    with lock:
-        summary = summarize(output, case_ids=[c.id for c in cases])
-        write_json(output / SUMMARY, summary.to_dict())
-    return summary
