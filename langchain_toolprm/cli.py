@@ -8,8 +8,12 @@ the run functions, so ``toolprm --help`` answers at once and a subcommand pays o
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import get_args
 
 from langchain_toolprm.cli_options import Command, option, set_threads, threads_argument
@@ -213,11 +217,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Let SIGTERM (``kill PID``, a scheduler's time limit) end a subcommand the way Ctrl-C does.
+
+    Python's default SIGTERM ends the process at once, skipping ``finally`` blocks, so a stopped
+    ``toolprm eval`` would leave its summary.json behind its finished prediction lines. Raising
+    ``SystemExit`` instead runs them. Signal handlers can only be set from the main thread; elsewhere
+    (``main`` called from a worker) the default stays.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``toolprm``; returns the exit status (2 for usage errors, 1 for failures the user can fix)."""
+    """Run ``toolprm``; returns the exit status (2 for usage errors, 1 for failures the user can fix).
+
+    SIGTERM exits with status 143 after the subcommand's cleanup (`_terminate_cleanly`).
+    """
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command].run(args)
+        with _terminate_cleanly():
+            return COMMANDS[args.command].run(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"toolprm {args.command}: error: {error}", file=sys.stderr)
         return 1

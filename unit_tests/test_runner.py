@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,32 @@ def test_an_interrupted_eval_still_summarises_its_finished_cases(bfcl_dir: Path,
     written = json.loads((out / "summary.json").read_text())
     assert [(r["name"], r["cases"]) for r in written["runs"]] == [("greedy", 2)]
     assert run_eval(config, policy=FakePolicy(ANSWERS)).run("greedy").cases == 6  # and resumes from there
+
+
+def test_a_terminated_eval_command_still_summarises_its_finished_cases(
+        bfcl_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminated(FakePolicy):
+        def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], *, seed: int | None = None
+                    ) -> PolicySession:
+            if len(self.sessions) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` during the third case
+            return super().session(messages, specs, seed=seed)
+
+    monkeypatch.setattr("langchain_toolprm.components.load_policy", lambda ref: Terminated(ANSWERS))
+    def outside(signum: int, frame: object) -> None:  # stands in for the default, which would end pytest
+        raise AssertionError("SIGTERM reached the handler outside the command")
+
+    out = tmp_path / "out"
+    before = signal.signal(signal.SIGTERM, outside)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["eval", "--data", str(bfcl_dir), "--output", str(out), "--strategies", "greedy", "--no-progress"])
+        assert signal.getsignal(signal.SIGTERM) is outside  # the command's handler does not outlive it
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    written = json.loads((out / "summary.json").read_text())
+    assert [(r["name"], r["cases"]) for r in written["runs"]] == [("greedy", 2)]
 
 
 def test_resume_refuses_other_settings(bfcl_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
