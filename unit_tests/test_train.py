@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, t
     assert set(result.per_tag) <= {t.value for t in StepTag}
     mixed = evaluate_prm(out, data_dir, split="train", per_source=1, progress=False)
     assert mixed.queries == 2  # one live_simple query, one composed
-    assert set(mixed.focus) == {"TOTAL_FINISH of parallel queries"}
+    assert set(mixed.focus) == {"TOTAL_FINISH of parallel queries", "stop or go on after the one call asked for"}
     assert 0.0 <= mixed.focus["TOTAL_FINISH of parallel queries"]["accuracy"] <= 1.0
 
 
@@ -312,6 +313,11 @@ def test_focus_names_the_decisions_reported_apart() -> None:
 
     assert _focus(packed(2), 1) == ["TOTAL_FINISH of parallel queries"]
     assert _focus(packed(1), 1) == []
+    after_call = Packed([], [], 0, [(0, 1), (1, 2), (2, 3)], [-1, 0, 1], [0, 1, 2], [None, None, True],
+                        [StepTag.FUNC_NAME, StepTag.FUNC_END, StepTag.TOTAL_FINISH], [], "rules", "composed", 1)
+    assert _focus(after_call, 2) == ["stop or go on after the one call asked for"]
+    assert _focus(replace(after_call, reference_calls=2), 2) == ["TOTAL_FINISH of parallel queries"]
+    assert _focus(after_call, 1) == []
     assert _focus(packed(0), 0) == ["first step of no-call queries"]
     assert _focus(packed(0, "follow-up"), 0) == ["first step of no-call queries", "first step after tool results"]
 

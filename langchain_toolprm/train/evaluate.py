@@ -41,8 +41,10 @@ class EvalResult(BaseModel):
     rather than on evaluation cases.
 
     ``focus`` is step accuracy on the decisions small policies get wrong (`_focus`): ending the list
-    of a parallel answer, the first step of a query whose answer is no call, the first step after
-    tool results; each beside "always +".
+    of a parallel answer, stopping after the one call a single-call query asks for (the same
+    decision the other way: a PRM that likes going on does well on the first and fails here), the
+    first step of a query whose answer is no call, the first step after tool results; each beside
+    "always +".
     """
 
     model: str
@@ -135,8 +137,11 @@ def _focus(packed: Packed, node: int) -> list[str]:
     """The decisions a step belongs to that the search gets wrong most (reported apart in `EvalResult`)."""
     tag = packed.tags[node]
     names = []
+    parent = packed.node_parent[node]
     if tag is StepTag.TOTAL_FINISH and packed.reference_calls >= 2:
         names.append("TOTAL_FINISH of parallel queries")
+    if packed.reference_calls == 1 and parent >= 0 and packed.tags[parent] is StepTag.FUNC_END:
+        names.append("stop or go on after the one call asked for")
     if packed.node_parent[node] == -1 and packed.reference_calls == 0:
         names.append("first step of no-call queries")
     if packed.node_parent[node] == -1 and packed.source == "follow-up":
