@@ -291,6 +291,7 @@ def test_a_terminated_eval_command_still_summarises_its_finished_cases(
             return super().session(messages, specs, seed=seed)
 
     monkeypatch.setattr("langchain_toolprm.components.load_policy", lambda ref: Terminated(ANSWERS))
+
     def outside(signum: int, frame: object) -> None:  # stands in for the default, which would end pytest
         raise AssertionError("SIGTERM reached the handler outside the command")
 

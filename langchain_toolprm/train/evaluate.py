@@ -142,9 +142,9 @@ def _focus(packed: Packed, node: int) -> list[str]:
         names.append("TOTAL_FINISH of parallel queries")
     if packed.reference_calls == 1 and parent >= 0 and packed.tags[parent] is StepTag.FUNC_END:
         names.append("stop or go on after the one call asked for")
-    if packed.node_parent[node] == -1 and packed.reference_calls == 0:
+    if parent == -1 and packed.reference_calls == 0:
         names.append("first step of no-call queries")
-    if packed.node_parent[node] == -1 and packed.source == "follow-up":
+    if parent == -1 and packed.source == "follow-up":
         names.append("first step after tool results")
     return names
 
