@@ -102,7 +102,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", help="a trained LoRA PRM ('default' or a folder) to train further")
     option(parser, TrainConfig, "dtype", "--dtype", help="weight dtype (bfloat16 on a GPU)")
     option(parser, TrainConfig, "objective", "--objective", choices=list(get_args(Objective)),
-            help="prm: every step; coarse: no value labels; outcome: whole-answer label only")
+            help="prm: every step; coarse: no value labels; outcome: whole-answer label only; decisions: the "
+                 "call-list steps only (call or answer, which function, one more call or stop)")
     option(parser, TrainConfig, "prompt", "--prompt", choices=list(get_args(PromptFormat)))
     lora = parser.add_argument_group("LoRA")
     lora.add_argument("--no-lora", action="store_true", help="full fine-tuning")

@@ -111,6 +111,28 @@ def test_objectives_choose_their_labels(data_dir: Path, tiny_model_dir: Path) ->
     assert pack_query(query, tokenizer, "prm", max_context_tokens=5) is None
 
 
+def test_the_decisions_objective_labels_the_call_list_steps_only(data_dir: Path, tiny_model_dir: Path) -> None:
+    tokenizer = _tokenizer(tiny_model_dir)
+    pairs = [(pack_query(q, tokenizer, "decisions"), pack_query(q, tokenizer, "prm")) for q in load_queries(data_dir)]
+    packed = [p for p, _ in pairs if p is not None]
+    labelled = [(p, node) for p in packed for node, t in enumerate(p.targets) if t is not None]
+    assert {True, False} <= {p.targets[node] for p, node in labelled}
+    for p, node in labelled:
+        parent = p.node_parent[node]
+        assert parent == -1 or p.tags[parent] is StepTag.FUNC_END
+        assert p.tags[node] in (StepTag.FUNC_NAME, StepTag.TOTAL_FINISH)
+    # Every history is right: a path holds no wrong step before its last, and none inside a call.
+    for p in packed:
+        for nodes, _, _ in p.trajectories:
+            assert all(p.targets[n] is not False for n in nodes[:-1])
+            assert p.targets[nodes[-1]] is not None
+    # Fewer labels and shorter sequences than the full PRM objective's packing of the same query.
+    for decisions, full in pairs:
+        if decisions is not None:
+            assert full is not None and len(decisions.ids) <= len(full.ids)
+            assert sum(t is not None for t in decisions.targets) < sum(t is not None for t in full.targets)
+
+
 def test_train_resume_save_load_and_eval(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "prm"
     config = TrainConfig(data=data_dir, out=out, base=str(tiny_model_dir), max_steps=2, batch_size=2,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     pass
 
 
-Objective = Literal["prm", "coarse", "outcome"]
+Objective = Literal["prm", "coarse", "outcome", "decisions"]
 PromptFormat = Literal["prm", "policy"]
 
 MAX_CONTEXT_TOKENS = 1024

@@ -110,19 +110,52 @@ def select_steps(trajectories: list[Trajectory], objective: Objective | Literal[
             if t.complete:
                 out.append((t, len(t.actions), [None] * (len(t.actions) - 1) + [all(t.labels)]))
         else:
-            targets: list[bool | None] = []
-            for i, (action, label) in enumerate(zip(t.actions, t.labels, strict=True)):
-                labelled = objective == "prm" or action.tag is not StepTag.ARG_VALUE
-                targets.append(label if labelled else None)
-                if labelled and not label:
-                    if i + 1 < len(t.actions) and t.actions[i + 1].tag is StepTag.FUNC_END:
-                        targets.append(False)  # forced: the closing call's label (see `labelled_length`)
-                    break
+            targets = _decision_targets(t) if objective == "decisions" else _step_targets(t, objective)
             while targets and targets[-1] is None:
                 targets.pop()
             if targets:
                 out.append((t, len(targets), targets))
     return out
+
+
+def _step_targets(t: Trajectory, objective: Objective) -> list[bool | None]:
+    """``prm`` and ``coarse``: every (non-value) step up to the first wrong one."""
+    targets: list[bool | None] = []
+    for i, (action, label) in enumerate(zip(t.actions, t.labels, strict=True)):
+        labelled = objective == "prm" or action.tag is not StepTag.ARG_VALUE
+        targets.append(label if labelled else None)
+        if labelled and not label:
+            if i + 1 < len(t.actions) and t.actions[i + 1].tag is StepTag.FUNC_END:
+                targets.append(False)  # forced: the closing call's label (see `labelled_length`)
+            break
+    return targets
+
+
+def _decision_targets(t: Trajectory) -> list[bool | None]:
+    """``decisions``: the list-level steps only, the steps inside a call as history.
+
+    A trajectory ends before a wrong step inside a call: a list-level step after it would be labelled
+    wrong for that earlier mistake, which is not the decision it stands for.
+    """
+    targets: list[bool | None] = []
+    for i, label in enumerate(t.labels):
+        if not list_level(t.actions, i):
+            if not label:
+                break
+            targets.append(None)
+            continue
+        targets.append(label)
+        if not label:
+            break
+    return targets
+
+
+def list_level(actions: Sequence[Action], i: int) -> bool:
+    """Whether step ``i`` is taken at the call list's level: a turn's first step, or the one after a call ends.
+
+    These are the decisions "call or answer in text?", "which function?" and "one more call, or stop?".
+    """
+    return i == 0 or actions[i - 1].tag is StepTag.FUNC_END
 
 
 def pack_query(query: dict[str, Any], tokenizer: PreTrainedTokenizerBase, objective: Objective | Literal["eval"],
