@@ -18,7 +18,7 @@ Three objectives share the data, for the paper's comparison:
 A fourth trains the decisions the search gets wrong, not the paper's comparison: ``decisions`` labels
 only the steps taken at the call list's level (a turn's first step and the step after each call:
 "call or answer?", "which function?", "one more call, or stop?"), the steps inside a call are history.
-Its sequences are short, so a run sees several times the queries in the same time.
+It puts the whole loss on those decisions; the sequences are barely shorter (the context dominates).
 
 The loss is read at the label tokens only: the language-model loss of ``+``/``-`` there, weighed so
 that each tag's right and wrong steps count alike, plus a ranking loss that sets each right candidate
