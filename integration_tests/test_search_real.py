@@ -51,12 +51,18 @@ def test_sampling_baselines(policy, cases, strategy):
     assert result.trace.children
 
 
-def test_beam_with_the_packaged_trained_prm(policy, cases):
-    """The default PRM loads with no hub (Qwen2.5-Coder-0.5B from PyPI + the committed adapter) and steers a beam."""
+@pytest.fixture(scope="module")
+def default_prm():
     from langchain_toolprm.components import load_prm
+
+    return load_prm("default")
+
+
+def test_beam_with_the_packaged_trained_prm(policy, cases, default_prm):
+    """The default PRM loads with no hub (Qwen2.5-Coder-0.5B from PyPI + the committed adapter) and steers a beam."""
     from langchain_toolprm.prm.generative import GenerativePRM
 
-    prm = load_prm("default")
+    prm = default_prm
     assert isinstance(prm, GenerativePRM)
     case = cases[0]
     result = run_search(case.messages, case.functions, policy=policy, prm=prm,
@@ -67,3 +73,30 @@ def test_beam_with_the_packaged_trained_prm(policy, cases):
     specs = {s.name: s for s in to_tool_specs(case.functions)}
     for call in result.calls:
         assert specs[call["name"]].argument_errors(call["arguments"]) == []
+
+
+def test_greedy_writes_each_call_a_two_part_request_asks_for(policy):
+    """The 0.5B lists calls one per line in one fence; read there, "one more call?" is its own, and right."""
+    from langchain_toolprm.demo import DEMO_TOOLS
+
+    result = run_search("Convert 72 fahrenheit to celsius, and 5 gallons to liters.", list(DEMO_TOOLS),
+                        policy=policy, config=SearchConfig(strategy="greedy"))
+    written = [(c["name"], c["arguments"]["from_unit"], c["arguments"]["to_unit"]) for c in result.calls]
+    assert result.finished
+    assert written == [("convert_units", "fahrenheit", "celsius"), ("convert_units", "gallon", "liter")]
+
+
+def test_the_answer_after_a_tool_result_is_words_about_it(policy, default_prm):
+    """Answered on a prompt without the tools, the 0.5B talks about the result instead of wanting another call."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from langchain_toolprm.demo import DEMO_TOOLS
+
+    messages = [HumanMessage("How many days are there between 2026-01-01 and 2026-07-04?"),
+                AIMessage("", tool_calls=[{"name": "days_between", "args": {"start": "2026-01-01", "end": "2026-07-04"},
+                                           "id": "c1"}]),
+                ToolMessage("184 days", tool_call_id="c1")]
+    # The trained PRM decides that the result answers the question; the policy alone would call again.
+    result = run_search(messages, list(DEMO_TOOLS), policy=policy, prm=default_prm,
+                        config=SearchConfig(answer_in_text=True, max_new_tokens=40))
+    assert result.calls == [] and result.text is not None and "184" in result.text

@@ -203,36 +203,56 @@ class JSONListFormat(ToolCallFormat):
 
 @dataclass(frozen=True)
 class FencedJSONFormat(ToolCallFormat):
-    """Calls as JSON objects in Markdown code fences, one fence a call.
+    """Calls as JSON objects in one Markdown code fence, one object per line.
 
     Small code models (Qwen2.5-Coder-0.5B) write calls this way even when their template asks for
-    ``<tool_call>`` tags; letting them keep their habit keeps their values right.
+    ``<tool_call>`` tags; letting them keep their habit keeps their values right. The list shares one
+    fence because that is how such a model writes several calls: after a call's closing ``}}`` it puts
+    most of its probability on the next object's line, while after a closing fence it ends its turn.
+    With a fence per call, "one more call, or stop?" would be read where the model has already stopped.
     """
 
     name: ClassVar[str] = "fenced_json"
     _block: ClassVar[re.Pattern[str]] = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 
     def call_head(self, index: int) -> str:
-        return self.branch(index) + '\n{"name": '
+        return ("```json\n" if index == 0 else "\n") + '{"name": '
 
     def branch(self, index: int) -> str:
-        return ("" if index == 0 else "\n") + "```json"
+        # Later calls commit at their key: "}}\n" is one token, and the object's '{"' another.
+        return "```json" if index == 0 else '\n{"name":'
 
     def call_close(self) -> str:
-        return "\n```"
+        return ""
 
     def list_close(self) -> str:
-        return ""
+        return "\n```"
 
     def parse(self, text: str) -> ParsedTurn:
         calls: list[dict[str, Any]] = []
         for block in self._block.findall(text):
-            try:
-                value = json.loads(block)
-            except json.JSONDecodeError as exc:
-                raise FormatError(f"A fenced block is not valid JSON: {exc}") from exc
-            calls += [_call_from_obj(item, text) for item in (value if isinstance(value, list) else [value])]
+            for value in _block_values(block):
+                calls += [_call_from_obj(item, text) for item in (value if isinstance(value, list) else [value])]
         return ParsedTurn(calls, self._block.sub("", text).strip())
+
+
+def _block_values(block: str) -> Iterator[Any]:
+    """The JSON values of a code block: one, or several written one after another (commas between allowed).
+
+    Raises:
+        FormatError: Something in the block is not JSON.
+
+    """
+    decoder, at = json.JSONDecoder(), 0
+    while True:
+        at = len(block) - len(block[at:].lstrip(" \t\r\n,"))
+        if at == len(block):
+            return
+        try:
+            value, at = decoder.raw_decode(block, at)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"A fenced block is not valid JSON: {exc}") from exc
+        yield value
 
 
 FORMATS: dict[str, type[ToolCallFormat]] = {

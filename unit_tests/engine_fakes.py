@@ -148,11 +148,13 @@ class UnsureOfRightStepsPRM(PRM):
 
     name = "unsure"
 
-    def __init__(self, second: str):
+    def __init__(self, second: str, finish_after_one: float = 0.7, second_call: float = 0.9):
         self.second = second
+        self.finish_after_one = finish_after_one
+        self.second_call = second_call
 
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
-        second = self.second
+        second, finish_after_one, second_call = self.second, self.finish_after_one, self.second_call
 
         class _Session(PRMSession):
             usage = Usage()
@@ -161,9 +163,10 @@ class UnsureOfRightStepsPRM(PRM):
                 out = []
                 for a in candidates:
                     if a.tag is StepTag.TOTAL_FINISH:
-                        out.append(0.95 if len(state.calls) >= 2 else 0.7 if state.calls else 0.1)
+                        out.append(0.95 if len(state.calls) >= 2 else finish_after_one if state.calls else 0.1)
                     elif a.tag is StepTag.FUNC_NAME:
-                        out.append(0.9 if (a.name == second) == bool(state.calls) else 0.2)
+                        right = (a.name == second) == bool(state.calls)
+                        out.append((second_call if state.calls else 0.9) if right else 0.2)
                     elif state.calls:
                         out.append(0.6 if a.tag is not StepTag.ARG_VALUE or "Paris" in a.value_json else 0.3)
                     else:

@@ -87,3 +87,19 @@ def test_openings_lead_with_the_format_and_cover_every_way_to_start_a_call():
     assert JSONListFormat().openings() == ("[{", "<tool_call>", "```json", "{")
     for fmt in (HermesFormat(), FencedJSONFormat(), JSONListFormat()):
         assert all(any(o.startswith(c) or c.startswith(o) for o in fmt.openings()) for c in CALL_OPENINGS)
+
+
+def test_fenced_json_holds_the_list_in_one_fence_one_call_a_line():
+    fmt = FencedJSONFormat("<|im_end|>")
+    calls = [{"name": "f", "arguments": {"a": 1}}, {"name": "g.h", "arguments": {}}]
+    g = grammar_for(calls)
+    text = fmt.render(g.walk(g.actions_for_calls(calls))[-1])
+    assert text == '```json\n{"name": "f", "arguments": {"a": 1}}\n{"name": "g.h", "arguments": {}}\n```<|im_end|>'
+    # What models write besides: a fence per call, commas between the lines, a list.
+    for written in ('```json\n{"name": "f", "arguments": {"a": 1}}\n```\n```json\n{"name": "g.h", "arguments": {}}\n```'
+                    '<|im_end|>',
+                    '```json\n{"name": "f", "arguments": {"a": 1}},\n{"name": "g.h", "arguments": {}}\n```',
+                    '```json\n[{"name": "f", "arguments": {"a": 1}}, {"name": "g.h", "arguments": {}}]\n```'):
+        assert fmt.parse(written).calls == calls
+    with pytest.raises(FormatError, match="fenced block is not valid JSON"):
+        fmt.parse('```json\n{"name": "f", "arguments": {"a": 1}}\n{"name": \n```')

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
+from langchain_toolprm.search.engine import relative_scores
 from langchain_toolprm.tools import to_tool_specs
 from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy, TargetSession, UnsureOfRightStepsPRM
 
@@ -70,6 +71,22 @@ def test_relative_aggregation_lets_the_prm_decide_to_go_on():
         calls[how] = [c["name"] for c in result.calls]
     assert calls["min"] == calls["prod"] == ["get_weather"]
     assert calls["relative"] == ["get_weather", "get_time"]
+
+
+def test_guided_aggregation_follows_the_policy_where_the_prm_barely_differs():
+    """The PRM slightly prefers stopping after one call (0.6 against 0.5); the policy is sure of a second.
+
+    ``relative`` follows the PRM's slight preference; ``guided`` weighs it by the policy's probability.
+    """
+    two = [*TARGET, {"name": "get_time", "arguments": {"city": "Paris"}}]
+    prm = UnsureOfRightStepsPRM(second="get_time", finish_after_one=0.6, second_call=0.5)
+    calls = {}
+    for how in ("relative", "guided"):
+        result = run_search(Q, TOOLS, policy=TargetPolicy(two), prm=prm,
+                            config=SearchConfig(num_beams=2, beam_width=4, aggregation=how))
+        calls[how] = [c["name"] for c in result.calls]
+    assert calls == {"relative": ["get_weather"], "guided": ["get_weather", "get_time"]}
+    assert relative_scores([0.5, 0.6, None], [0.9, 0.05, 1.0]) == pytest.approx([1.0, 0.03 / 0.45, None])
 
 
 def test_relative_aggregation_without_a_prm_follows_the_policy():
@@ -217,6 +234,25 @@ def test_a_text_answer_that_is_an_invalid_call_is_not_the_answer():
     assert result.calls == [] and result.text is None and not result.finished
     assert result.partial == {"name": "get_weather", "arguments": {"city": 7, "unit": "kelvin"}}
     assert "city" in result.partial_error and "unit" in result.partial_error
+
+
+def test_a_text_answer_is_written_without_the_tool_list_and_counted():
+    # A small model that sees tools keeps wanting a call (after a tool result, nearly always): the
+    # search has decided against one, so the answer's prompt leaves the tools out.
+    seen: list[list[str]] = []
+
+    class Recording(TargetPolicy):
+        def session(self, messages, specs, *, seed=None):
+            seen.append([spec.name for spec in specs])
+            session = super().session(messages, specs, seed=seed)
+            if not specs:
+                session.usage.add(7)  # the answer prompt's encoding
+            return session
+
+    result = run_search(Q, TOOLS, policy=Recording([], free_text="Hi."), config=SearchConfig(answer_in_text=True))
+    assert result.text == "Hi." and result.calls == []
+    assert seen == [["get_weather", "get_time"], []]
+    assert result.cost.policy_tokens >= 7
 
 
 def test_a_text_answer_stays_text_when_no_call_is_allowed_or_it_names_no_tool():

@@ -29,6 +29,11 @@ class Usage:
         self.tokens += tokens
         self.forwards += 1
 
+    def include(self, other: Usage) -> None:
+        """Count what ``other`` spent here too (a side session's work in the search's cost)."""
+        self.tokens += other.tokens
+        self.forwards += other.forwards
+
 
 @dataclass
 class Prefix:

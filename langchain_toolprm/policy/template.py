@@ -39,8 +39,8 @@ _INSTRUCTIONS = {
     '"arguments": <args-json-object>}\n</tool_call>',
     JSONListFormat.name: 'To call functions, answer with a JSON list only: [{"name": <function-name>, '
     '"arguments": <args-json-object>}, ...]',
-    FencedJSONFormat.name: "To call a function, answer with a JSON object in a ```json code block: "
-    '{"name": <function-name>, "arguments": <args-json-object>}; one block per call.',
+    FencedJSONFormat.name: "To call functions, answer with a ```json code block holding one JSON object per call, "
+    'each on its own line: {"name": <function-name>, "arguments": <args-json-object>}',
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState
@@ -77,12 +78,12 @@ def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], ro
 def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
     """Whether no active beam can still overtake the best finished one.
 
-    Under ``min``, ``prod`` and ``relative`` a path's score never rises as it grows, and its log-probability (the
-    tie-break) never does either; so once the best finished beam ranks at or above every active one,
-    further rounds would only spend compute (a PRM that likes "one more call" would otherwise let the
-    beams run to the call limit).
+    Under ``min``, ``prod``, ``relative`` and ``guided`` a path's score never rises as it grows, and
+    its log-probability (the tie-break) never does either; so once the best finished beam ranks at or
+    above every active one, further rounds would only spend compute (a PRM that likes "one more call"
+    would otherwise let the beams run to the call limit).
     """
-    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", "relative"):
+    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", "relative", "guided"):
         return False
     best = max(_key(ctx, b) for b in finished)
     return all(_key(ctx, b) <= best for b in active)
@@ -125,7 +126,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                                 for beam, props, judge in zip(active, proposals, judged, strict=True) if judge])
         for beam, props, judge in zip(active, proposals, judged, strict=True):
             scores: list[float | None] = asked.pop(0) if judge else [None]
-            ranks = relative_scores(scores) if config.aggregation == "relative" else scores
+            ranks = (relative_scores(scores) if config.aggregation == "relative"
+                     else relative_scores(scores, [math.exp(p.logprob) for p in props])
+                     if config.aggregation == "guided" else scores)
             for proposal, score, rank in zip(props, scores, ranks, strict=True):
                 action = proposal.action
                 node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))

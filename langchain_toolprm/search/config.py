@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["PATH_AGGREGATIONS", "AdaptiveBudget", "Aggregation", "SearchConfig", "Strategy"]
 
 Strategy = Literal["beam", "greedy", "unconstrained", "best_of_n", "majority"]
-Aggregation = Literal["last", "min", "prod", "mean", "relative"]
+Aggregation = Literal["last", "min", "prod", "mean", "relative", "guided"]
 PATH_AGGREGATIONS: tuple[Aggregation, ...] = ("last", "min", "prod", "mean")
-"""Aggregations of one path's own step scores; ``relative`` also needs each step's scored siblings."""
+"""Aggregations of one path's own step scores; ``relative`` and ``guided`` also need each step's scored siblings."""
 
 
 class AdaptiveBudget(BaseModel):
@@ -49,8 +49,11 @@ class SearchConfig(BaseModel):
     functions; ``mean`` lets a long list of calls, each judged fine, outscore ending the list.
     ``relative`` divides each step's score by the best score among the candidates of its state: a
     path pays only where it passed over a step the PRM preferred, so "one more call, or stop?" is
-    decided by the PRM's comparison of the two, not by path length. Best-of-n, whose answers have no
-    sibling candidates, ranks by the product under ``relative``. ``mean`` is the default: it picks the
+    decided by the PRM's comparison of the two, not by path length. ``guided`` is ``relative`` on the
+    PRM's score times the policy's probability of the step: the PRM reweights what the policy would
+    write, so the policy still decides where the PRM judges its candidates alike, and a PRM that is
+    sure overrules it. Best-of-n, whose answers have no sibling candidates, ranks by the product
+    under both. ``mean`` is the default: it picks the
     right answer most often on held-out PRM data (`toolprm eval-prm`, answer selection), and with the
     packaged PRM it gives the best average over the AST categories of held-out BFCL ``live_*`` cases;
     ``relative`` leaves "call or answer?" and "stop?" to the PRM's one judgement, which answers

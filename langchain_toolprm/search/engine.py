@@ -57,8 +57,8 @@ class Proposal:
 def aggregate(scores: Sequence[float], how: Aggregation) -> float:
     """Combine step scores into a path score; an unscored path counts as perfect.
 
-    ``relative`` scores arrive already divided by the best score among each step's candidates
-    (`relative_scores`), so they combine as a product.
+    ``relative`` and ``guided`` scores arrive already divided by the best score among each step's
+    candidates (`relative_scores`), so they combine as a product.
     """
     if not scores:
         return 1.0
@@ -66,13 +66,16 @@ def aggregate(scores: Sequence[float], how: Aggregation) -> float:
         return scores[-1]
     if how == "min":
         return min(scores)
-    if how in ("prod", "relative"):
+    if how in ("prod", "relative", "guided"):
         return math.prod(scores)
     return sum(scores) / len(scores)
 
 
-def relative_scores(scores: Sequence[float | None]) -> list[float | None]:
+def relative_scores(scores: Sequence[float | None], weights: Sequence[float] | None = None) -> list[float | None]:
     """Each candidate's PRM score over the best one's among the candidates of the same state.
+
+    With ``weights`` (``guided``: the policy's probability of each candidate), each score is first
+    multiplied by its weight, so the comparison is between the PRM's reweighting of the policy.
 
     A path that takes the PRM's preferred step at every decision then scores 1.0 whatever its
     length, and a path pays only where it passed over a step the PRM preferred: "one more call, or
@@ -81,6 +84,8 @@ def relative_scores(scores: Sequence[float | None]) -> list[float | None]:
 
     Without a PRM there are no scores (``None``), and nothing to compare: they stay ``None``.
     """
+    if weights is not None:
+        scores = [None if s is None else s * w for s, w in zip(scores, weights, strict=True)]
     best = max((s for s in scores if s is not None), default=0.0)
     return [None if s is None else s / best if best > 0 else 1.0 for s in scores]
 

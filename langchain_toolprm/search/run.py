@@ -91,7 +91,7 @@ def run_search(
         if ctx.out_of_time():
             result.text, result.truncated = "", True
         else:
-            _text_answer(ctx, result, keep_calls_out=bound)
+            _text_answer(ctx, result, policy_obj, keep_calls_out=bound)
     result.timed_out = ctx.timed_out
     result.cost = ctx.cost()
     return result
@@ -105,21 +105,27 @@ def _answered(chat: Sequence[ChatMessage]) -> frozenset[CallKey]:
     return frozenset(Call.of(c["name"], c["arguments"]).key() for c in calls if isinstance(c["arguments"], Mapping))
 
 
-def _text_answer(ctx: SearchContext, result: SearchResult, keep_calls_out: bool) -> None:
+def _text_answer(ctx: SearchContext, result: SearchResult, policy: Policy, keep_calls_out: bool) -> None:
     """The policy's own words when the search decided that no tool fits.
 
-    With tools bound (``keep_calls_out``: under ``tool_choice="none"`` too, where they left the prompt
-    but the conversation's earlier calls still invite another), the answer is drawn from what the call
-    openings leave over (`PolicySession.sample_answer`): about the mass "answer in text" was scored by.
-    (Without tools nothing is masked: a text answer may be JSON.) A model may still write a call later
-    in the text, or a policy that cannot mask tokens may open with one (bare JSON, a fence, tags); returned as the
-    answer, it would reach the user as JSON and the tool would never run. A call the grammar can
-    write (bound tool, valid arguments, allowed by ``tool_choice``) becomes a tool call; one naming a
-    bound tool with arguments that break its schema becomes ``partial`` (an invalid call, with the
-    reason), so it is not passed off as an answer either.
+    The answer is written on the conversation without the tool list, as under ``tool_choice="none"``:
+    the search has already decided against a call, and a small model that sees tools keeps wanting
+    one (after a tool result the packaged 0.5B puts 99% on calling again, and what is left over is
+    noise such as "Mark"). Its cost is counted with the policy's. With tools bound
+    (``keep_calls_out``: under ``tool_choice="none"`` too, where the conversation's earlier calls
+    still invite another) the call openings are masked (`PolicySession.sample_answer`). A model may
+    still write a call later in the text, or a policy that cannot mask tokens may open with one
+    (bare JSON, a fence, tags); returned as the answer, it would reach the user as JSON and the tool
+    would never run. A call the grammar can write (bound tool, valid arguments, allowed by
+    ``tool_choice``) becomes a tool call; one naming a bound tool with arguments that break its
+    schema becomes ``partial`` (an invalid call, with the reason), so it is not passed off as an
+    answer either.
     """
     openings = ctx.policy.format.openings() if keep_calls_out else ()
-    sample = ctx.policy.sample_answer(ctx.config.max_new_tokens, openings)
+    session = policy.session(ctx.messages, [], seed=ctx.config.seed) if ctx.specs else ctx.policy
+    sample = session.sample_answer(ctx.config.max_new_tokens, openings)
+    if session is not ctx.policy:
+        ctx.policy.usage.include(session.usage)
     names = {spec.name for spec in ctx.specs} if ctx.grammar.tool_choice.mode != "none" else set()
     calls = [c for c in parse_calls_lenient(sample.text) if c["name"] in names][: ctx.grammar.max_calls]
     if not calls:
