@@ -246,13 +246,13 @@ def test_a_text_answer_is_written_without_the_tool_list_and_counted():
             seen.append([spec.name for spec in specs])
             session = super().session(messages, specs, seed=seed)
             if not specs:
-                session.usage.add(7)  # the answer prompt's encoding
+                session.usage.add(100_000)  # the answer prompt's encoding: more than the whole search
             return session
 
     result = run_search(Q, TOOLS, policy=Recording([], free_text="Hi."), config=SearchConfig(answer_in_text=True))
     assert result.text == "Hi." and result.calls == []
     assert seen == [["get_weather", "get_time"], []]
-    assert result.cost.policy_tokens >= 7
+    assert result.cost.policy_tokens >= 100_000
 
 
 def test_a_text_answer_stays_text_when_no_call_is_allowed_or_it_names_no_tool():

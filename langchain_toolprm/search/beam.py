@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState
 from langchain_toolprm.search.budget import in_doubt, retained
+from langchain_toolprm.search.config import SIBLING_AGGREGATIONS
 from langchain_toolprm.search.engine import (
     Path,
     Proposal,
@@ -83,7 +84,7 @@ def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bo
     above every active one, further rounds would only spend compute (a PRM that likes "one more call"
     would otherwise let the beams run to the call limit).
     """
-    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", "relative", "guided"):
+    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", *SIBLING_AGGREGATIONS):
         return False
     best = max(_key(ctx, b) for b in finished)
     return all(_key(ctx, b) <= best for b in active)
@@ -126,9 +127,8 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                                 for beam, props, judge in zip(active, proposals, judged, strict=True) if judge])
         for beam, props, judge in zip(active, proposals, judged, strict=True):
             scores: list[float | None] = asked.pop(0) if judge else [None]
-            ranks = (relative_scores(scores) if config.aggregation == "relative"
-                     else relative_scores(scores, [math.exp(p.logprob) for p in props])
-                     if config.aggregation == "guided" else scores)
+            weights = [math.exp(p.logprob) for p in props] if config.aggregation == "guided" else None
+            ranks = relative_scores(scores, weights) if config.aggregation in SIBLING_AGGREGATIONS else scores
             for proposal, score, rank in zip(props, scores, ranks, strict=True):
                 action = proposal.action
                 node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))

@@ -6,12 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PATH_AGGREGATIONS", "AdaptiveBudget", "Aggregation", "SearchConfig", "Strategy"]
+__all__ = ["PATH_AGGREGATIONS", "SIBLING_AGGREGATIONS", "AdaptiveBudget", "Aggregation", "SearchConfig", "Strategy"]
 
 Strategy = Literal["beam", "greedy", "unconstrained", "best_of_n", "majority"]
 Aggregation = Literal["last", "min", "prod", "mean", "relative", "guided"]
 PATH_AGGREGATIONS: tuple[Aggregation, ...] = ("last", "min", "prod", "mean")
-"""Aggregations of one path's own step scores; ``relative`` and ``guided`` also need each step's scored siblings."""
+"""Aggregations of one path's own step scores."""
+SIBLING_AGGREGATIONS: tuple[Aggregation, ...] = ("relative", "guided")
+"""Aggregations that score a step against its siblings (`search.engine.relative_scores`), then multiply."""
 
 
 class AdaptiveBudget(BaseModel):

@@ -20,7 +20,7 @@ from langchain_toolprm.lm import Sample, logsumexp
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import PolicySession, SampleRequest
 from langchain_toolprm.prm.base import PRMSession
-from langchain_toolprm.search.config import Aggregation, SearchConfig
+from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Aggregation, SearchConfig
 from langchain_toolprm.search.results import Alternative, Cost, TraceNode
 from langchain_toolprm.search.values import read_value, value_end
 from langchain_toolprm.tools import ToolSpec
@@ -66,7 +66,7 @@ def aggregate(scores: Sequence[float], how: Aggregation) -> float:
         return scores[-1]
     if how == "min":
         return min(scores)
-    if how in ("prod", "relative", "guided"):
+    if how == "prod" or how in SIBLING_AGGREGATIONS:
         return math.prod(scores)
     return sum(scores) / len(scores)
 

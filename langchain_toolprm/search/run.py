@@ -110,8 +110,8 @@ def _text_answer(ctx: SearchContext, result: SearchResult, policy: Policy, keep_
 
     The answer is written on the conversation without the tool list, as under ``tool_choice="none"``:
     the search has already decided against a call, and a small model that sees tools keeps wanting
-    one (after a tool result the packaged 0.5B puts 99% on calling again, and what is left over is
-    noise such as "Mark"). Its cost is counted with the policy's. With tools bound
+    one (after a tool result the packaged 0.5B puts nearly all its mass on calling again, and what the
+    mask leaves over is noise; docs/benchmarks.md, session 16). Its cost is counted with the policy's. With tools bound
     (``keep_calls_out``: under ``tool_choice="none"`` too, where the conversation's earlier calls
     still invite another) the call openings are masked (`PolicySession.sample_answer`). A model may
     still write a call later in the text, or a policy that cannot mask tokens may open with one
