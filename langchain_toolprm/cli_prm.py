@@ -33,6 +33,8 @@ def _build_data_arguments(parser: argparse.ArgumentParser) -> None:
             help="ShareGPT/glaive tool conversations")
     option(sources, BuildConfig, "compose_parallel", "--compose-parallel", type=int, metavar="N",
             help="parallel queries composed from single-call ones")
+    option(sources, BuildConfig, "compose_repeated", "--compose-repeated", type=int, metavar="N",
+            help="parallel queries composed from single-call ones that call the same function")
     option(sources, BuildConfig, "max_parts", "--max-parts", type=int, metavar="K",
             help="most single-call queries in one composed query")
     option(sources, BuildConfig, "removed_tool", "--removed-tool", type=int, metavar="N",
@@ -79,6 +81,7 @@ def _build_data(args: argparse.Namespace) -> int:
         fields["bfcl_categories"] = args.categories
     config = BuildConfig(
         out=args.out, xlam=args.xlam, glaive=args.glaive, compose_parallel=args.compose_parallel,
+        compose_repeated=args.compose_repeated,
         max_parts=args.max_parts, removed_tool=args.removed_tool, follow_ups=args.follow_ups, limit=args.limit,
         policies=policies, time_budgets_s=budgets, threads=thread_count(args.threads),
         rollout=RolloutConfig(samples=args.samples, temperature=args.temperature, branch_width=args.branch_width,
@@ -127,6 +130,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-queries", type=int, help="train on at most N queries (policy rollouts first)")
     limits.add_argument("--mix-sources", action="store_true",
                         help="with --max-queries: every source in turn, so small sources are not crowded out")
+    option(limits, TrainConfig, "sources", "--sources", nargs="+", metavar="SOURCE",
+           help="train on these sources' queries only (as build-data's Table 1 names them)")
     limits.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     limits.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and save after this long")
     option(limits, TrainConfig, "stop_at_step", "--stop-at-step", type=int, metavar="STEP",
@@ -144,6 +149,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         data=args.data, out=args.out, base=args.base, init=args.init, mix_sources=args.mix_sources,
+        sources=args.sources,
         dtype=args.dtype, objective=args.objective, prompt=args.prompt,
         lora=not args.no_lora,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_layers=args.lora_layers, epochs=args.epochs,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from langchain_toolprm.data.build import BuildConfig, build_dataset, format_table, split_of
-from langchain_toolprm.data.compose import compose_parallel, follow_ups, remove_reference_tools
+from langchain_toolprm.data.compose import compose_parallel, compose_repeated, follow_ups, remove_reference_tools
 from langchain_toolprm.data.policy_rollouts import policy_trajectories, policy_trajectories_many
 from langchain_toolprm.data.rollouts import (
     RolloutConfig,
@@ -142,6 +142,21 @@ def test_compose_parallel_up_to_four_parts(bfcl_dir: Path) -> None:
         stop = ready.grammar.decision(ready.grammar.walk(ready.reference)[first_end + 1])
         early = next(a for a in stop.actions if a.tag is StepTag.TOTAL_FINISH)
         assert ready.matcher.label([*ready.reference[: first_end + 1], early])[-1] is False
+
+
+def test_compose_repeated_calls_one_function_with_each_part_s_values(bfcl_dir: Path) -> None:
+    examples, _ = examples_from_bfcl(bfcl_dir, ["live_simple"])
+    other = Example("live_simple_99-0-0", "live_simple", [{"role": "user", "content": "Time in Oslo?"}], [TIME],
+                    [{"get_time": {"city": ["Oslo"]}}])
+    composed = compose_repeated([*examples, other], 6, seed=2, max_parts=3)
+    assert len(composed) == 6
+    for example in composed:
+        assert example.source == "repeated" and 2 <= len(example.reference) <= 3
+        assert {name for call in example.reference for name in call} == {"get_weather"}  # never the lone get_time
+        cities = [call["get_weather"]["city"][0] for call in example.reference]
+        assert len(set(cities)) == len(cities) and all(c in example.messages[-1]["content"] for c in cities)
+        ready = prepare(example)
+        assert ready is not None and sum(a.tag is StepTag.FUNC_END for a in ready.reference) == len(cities)
 
 
 def test_remove_reference_tools_makes_irrelevance(bfcl_dir: Path) -> None:

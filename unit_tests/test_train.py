@@ -359,3 +359,15 @@ def test_first_per_source_takes_every_source() -> None:
 
     data = [Packed([], [], 0, [], [], [], [], [], [], "rules", s) for s in ["a", "a", "a", "b", "c", "c"]]
     assert [p.source for p in _first_per_source(data, 2)] == ["a", "a", "b", "c", "c"]
+
+
+def test_sources_train_on_the_named_sources_only(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    composed = TrainConfig(data=data_dir, out=tmp_path / "composed", base=str(tiny_model_dir), max_steps=1,
+                           batch_size=8, lora_r=4, threads=1, sources=["composed"])
+    every = composed.model_copy(update={"out": tmp_path / "every", "sources": None})
+    only, both = train_prm(composed, progress=False), train_prm(every, progress=False)
+    queries = load_queries(data_dir, "train")
+    assert only["train_queries"] == sum(q["source"] == "composed" for q in queries) > 0
+    assert both["train_queries"] == len(queries) > only["train_queries"]
+    with pytest.raises(ValueError, match=r"composd.*the data holds: bfcl:live_simple, composed"):
+        train_prm(composed.model_copy(update={"out": tmp_path / "typo", "sources": ["composd"]}), progress=False)

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from langchain_toolprm.data.compose import compose_parallel, follow_ups, remove_reference_tools
+from langchain_toolprm.data.compose import compose_parallel, compose_repeated, follow_ups, remove_reference_tools
 from langchain_toolprm.data.masking import Mask, mask_actions, mask_example
 from langchain_toolprm.data.policy_rollouts import policy_trajectories_many
 from langchain_toolprm.data.rollouts import (
@@ -83,6 +83,8 @@ class BuildConfig(BaseModel):
     xlam: list[str] = Field(default_factory=list, description="xLAM-form files or hub dataset ids.")
     glaive: list[str] = Field(default_factory=list, description="ShareGPT/glaive tool-conversation files.")
     compose_parallel: int = Field(200, ge=0, description="Parallel queries composed from single-call ones.")
+    compose_repeated: int = Field(
+        0, ge=0, description="Parallel queries composed from single-call ones that call the same function.")
     max_parts: int = Field(2, ge=2, description="Most single-call queries in one composed parallel query.")
     removed_tool: int = Field(0, ge=0, description="Irrelevance: relevant queries with their called tools removed.")
     follow_ups: int = Field(0, ge=0, description="Conversations continued after the reference calls' tool results.")
@@ -140,8 +142,12 @@ def _load_examples(config: BuildConfig) -> tuple[list[Example], list[str]]:
     def composed(pool: Sequence[Example], n: int, seed: int) -> list[Example]:
         return compose_parallel(pool, n, seed, config.max_parts)
 
+    def repeated(pool: Sequence[Example], n: int, seed: int) -> list[Example]:
+        return compose_repeated(pool, n, seed, config.max_parts)
+
     made: list[tuple[int, Callable[[Sequence[Example], int, int], list[Example]]]] = [
         (config.compose_parallel, composed),
+        (config.compose_repeated, repeated),
         (config.removed_tool, remove_reference_tools),
         (config.follow_ups, follow_ups),
     ]

@@ -7,6 +7,7 @@ such query from single-turn sources, without touching the evaluation categories:
 
 - `compose_parallel`: "do X. Also, do Y (and Z)", with every part's call as reference, so stopping
   early and calling once too often are both wrong at ``TOTAL_FINISH`` and ``FUNC_NAME``.
+- `compose_repeated`: the same, with parts that call one function ("X for A. Also, X for B").
 - `remove_reference_tools`: a relevant query whose called tools are taken away (the
   xlam-irrelevance recipe): the right answer is no call, while similar-looking tools remain.
 - `follow_ups`: the conversation goes on after the reference calls and their tool results; the
@@ -25,7 +26,7 @@ from typing import Any
 from langchain_toolprm.data.sources import Example, reference_calls
 from langchain_toolprm.tools import to_tool_specs
 
-__all__ = ["compose_parallel", "follow_ups", "remove_reference_tools"]
+__all__ = ["compose_parallel", "compose_repeated", "follow_ups", "join_requests", "remove_reference_tools"]
 
 _JOINERS = (" Also, ", " And also: ", " Additionally, ", " After that, ", " On top of that, ")
 _RESULTS = (
@@ -44,42 +45,81 @@ def _single_call_user_query(example: Example) -> bool:
     )
 
 
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
+def join_requests(texts: Sequence[str], rng: random.Random) -> str:
+    """Several requests as one message ("do X. Also, do Y"), joined as a user would write them."""
+    text = texts[0].strip()
+    for part in texts[1:]:
+        part = part.strip()
+        text += rng.choice(_JOINERS) + part[:1].lower() + part[1:]
+    return text
+
+
+def _joined(parts: Sequence[Example], rng: random.Random, cid: str, source: str) -> Example | None:
+    """One query asking for every part's call, or None when the parts cannot share a tool list.
+
+    Parts whose tools share a name with a different definition are not combined (the composed tool
+    list could not hold both), nor parts asking for the same call twice.
+    """
+    tools: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for tool in part.tools:
+            if tools.setdefault(tool["name"], tool) != tool:
+                return None
+    if len({json.dumps(p.reference, sort_keys=True) for p in parts}) < len(parts):
+        return None
+    text = join_requests([p.messages[-1]["content"] for p in parts], rng)
+    system = [m for m in parts[0].messages if m["role"] == "system"]
+    calls = [p.reference[0] for p in parts]
+    rng.shuffle(calls)
+    return Example(cid + "+".join(p.id for p in parts), source, [*system, {"role": "user", "content": text}],
+                   list(tools.values()), calls, meta={"parts": [p.id for p in parts]})
+
+
+def _called_tool(example: Example) -> str:
+    """The definition of the one tool a single-call query calls, as a key that groups equal ones."""
+    (name,) = example.reference[0]
+    return json.dumps([t for t in example.tools if t["name"] == name], sort_keys=True)
+
+
+def _draw(pools: Sequence[Sequence[Example]], n: int, rng: random.Random, max_parts: int, source: str
+          ) -> list[Example]:
+    """Up to ``n`` queries, each joining 2 to ``max_parts`` parts drawn from one of ``pools``."""
+    pools = [pool for pool in pools if len(pool) >= 2]
+    out: list[Example] = []
+    for _ in range(20 * n):
+        if len(out) == n or not pools:
+            break
+        pool = pools[0] if len(pools) == 1 else rng.choice(pools)
+        parts = rng.sample(pool, min(len(pool), rng.randint(2, max(2, max_parts))))
+        example = _joined(parts, rng, f"{source}-{len(out)}:", source)
+        if example is not None:
+            out.append(example)
+    return out
 
 
 def compose_parallel(examples: Sequence[Example], n: int, seed: int = 0, max_parts: int = 2) -> list[Example]:
     """Parallel-call queries made of 2 to ``max_parts`` single-call ones, all calls as reference.
 
-    Parts whose tools share a name with a different definition are not combined (the composed tool
-    list could not hold both); the composed example is its own split group.
+    The parts are drawn at random, so they mostly call different functions (BFCL's
+    ``parallel_multiple`` shape); the composed example is its own split group.
     """
     rng = random.Random(seed)
-    pool = [e for e in examples if _single_call_user_query(e)]
-    out: list[Example] = []
-    tries = 0
-    while len(out) < n and len(pool) >= 2 and tries < 20 * n:
-        tries += 1
-        parts = rng.sample(pool, min(len(pool), rng.randint(2, max(2, max_parts))))
-        tools: dict[str, dict[str, Any]] = {}
-        clash = False
-        for part in parts:
-            for tool in part.tools:
-                clash = clash or (tool["name"] in tools and tools[tool["name"]] != tool)
-                tools.setdefault(tool["name"], tool)
-        references = [json.dumps(p.reference, sort_keys=True) for p in parts]
-        if clash or len(set(references)) < len(parts):
-            continue
-        text = parts[0].messages[-1]["content"].strip()
-        for part in parts[1:]:
-            text += rng.choice(_JOINERS) + _lower_first(part.messages[-1]["content"].strip())
-        system = [m for m in parts[0].messages if m["role"] == "system"]
-        calls = [p.reference[0] for p in parts]
-        rng.shuffle(calls)
-        cid = f"composed-{len(out)}:" + "+".join(p.id for p in parts)
-        out.append(Example(cid, "composed", [*system, {"role": "user", "content": text}], list(tools.values()),
-                           calls, meta={"parts": [p.id for p in parts]}))
-    return out
+    return _draw([[e for e in examples if _single_call_user_query(e)]], n, rng, max_parts, "composed")
+
+
+def compose_repeated(examples: Sequence[Example], n: int, seed: int = 0, max_parts: int = 2) -> list[Example]:
+    """Parallel-call queries whose 2 to ``max_parts`` parts call the same function with other values.
+
+    BFCL's ``parallel`` shape ("the weather in Paris, and in Rome"): after the first call the same
+    function is right again, so the decision to go on cannot lean on a function not yet used. Parts
+    come from single-call queries that call one and the same tool definition.
+    """
+    rng = random.Random(seed)
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        if _single_call_user_query(example):
+            groups.setdefault(_called_tool(example), []).append(example)
+    return _draw(list(groups.values()), n, rng, max_parts, "repeated")
 
 
 def remove_reference_tools(examples: Sequence[Example], n: int, seed: int = 0) -> list[Example]:

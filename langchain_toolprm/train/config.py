@@ -49,6 +49,9 @@ class TrainConfig(BaseModel):
     mix_sources: bool = Field(
         False, description="With max_queries: draw queries from every source in turn (policy rollouts first "
         "within each), so rare sources (composed, follow-ups) are not crowded out by the large ones.")
+    sources: list[str] | None = Field(
+        None, min_length=1, description="Train on the queries of these sources only, named as build-data's Table 1 "
+        "names them ('composed', 'repeated', 'bfcl:live_simple'...): a stage that trains a few decisions.")
     lora: bool = True
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)

@@ -89,6 +89,23 @@ def _policy_first(data: list[Packed], n: int, seed: int, *, by_source: bool = Fa
     return mixed[:n]
 
 
+def _of_sources(queries: list[dict[str, Any]], sources: list[str] | None) -> list[dict[str, Any]]:
+    """The queries of ``sources`` (all without), refusing a source the data does not hold.
+
+    Raises:
+        ValueError: A named source has no query in the data (a typo would otherwise train on less).
+
+    """
+    if sources is None:
+        return queries
+    present = {str(q.get("source", "")) for q in queries}
+    missing = sorted(set(sources) - present)
+    if missing:
+        raise ValueError(f"No training query from source(s) {', '.join(missing)}; "
+                         f"the data holds: {', '.join(sorted(present))}.")
+    return [q for q in queries if q.get("source") in sources]
+
+
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     order = list(range(n))
     random.Random(seed * 1000 + epoch).shuffle(order)
@@ -112,7 +129,7 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model, tokenizer = model_for_training(config)
     plus_id, minus_id = label_token_ids(tokenizer)
-    queries = [query for path in config.data for query in load_queries(path, "train")]
+    queries = _of_sources([query for path in config.data for query in load_queries(path, "train")], config.sources)
     pack = pack_context_queries if config.prompt == "policy" else pack_queries
     data = pack(queries, tokenizer, config.objective, config.max_context_tokens, config.max_tokens)
     if config.max_queries is not None and len(data) > config.max_queries:
