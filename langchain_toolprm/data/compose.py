@@ -89,6 +89,7 @@ def _draw(pools: Sequence[Sequence[Example]], n: int, rng: random.Random, max_pa
     for _ in range(20 * n):
         if len(out) == n or not pools:
             break
+        # no draw for a lone pool: compose_parallel's queries stay those its earlier builds made
         pool = pools[0] if len(pools) == 1 else rng.choice(pools)
         parts = rng.sample(pool, min(len(pool), rng.randint(2, max(2, max_parts))))
         example = _joined(parts, rng, f"{source}-{len(out)}:", source)
