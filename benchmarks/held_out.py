@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_toolprm.data.build import default_bfcl_dir, split_of
-from langchain_toolprm.data.compose import join_requests
+from langchain_toolprm.data.compose import called_tool, distinct_calls, join_requests, merged_tools
 
 CATEGORIES = ("live_simple", "live_multiple", "live_irrelevance")
 SINGLE_CALL_SOURCES = ("live_simple", "live_multiple")
@@ -50,23 +50,18 @@ def _single_calls(source: Path, seed: float, test_fraction: float) -> list[Case]
 
 
 def _called(case: Case) -> str:
-    (name,) = case[1]["ground_truth"][0]
-    return json.dumps([t for t in case[0]["function"] if t["name"] == name], sort_keys=True)
+    return called_tool(case[0]["function"], case[1]["ground_truth"][0])
 
 
 def _compose(parts: list[Case], rng: random.Random, case_id: str) -> Case | None:
-    tools: dict[str, Any] = {}
-    for case, _ in parts:
-        for tool in case["function"]:
-            if tools.setdefault(tool["name"], tool) != tool:
-                return None
+    tools = merged_tools(case["function"] for case, _ in parts)
+    truth = [answer["ground_truth"][0] for _, answer in parts]
+    if tools is None or not distinct_calls(truth):
+        return None
     text = join_requests([case["question"][0][-1]["content"] for case, _ in parts], rng)
     system = [m for m in parts[0][0]["question"][0] if m["role"] == "system"]
-    truth = [answer["ground_truth"][0] for _, answer in parts]
-    if len({json.dumps(t, sort_keys=True) for t in truth}) < len(truth):
-        return None
     return ({"id": case_id, "question": [[*system, {"role": "user", "content": text}]],
-             "function": list(tools.values()), "parts": [case["id"] for case, _ in parts]},
+             "function": tools, "parts": [case["id"] for case, _ in parts]},
             {"id": case_id, "ground_truth": truth})
 
 

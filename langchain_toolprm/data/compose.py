@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from langchain_toolprm.data.sources import Example, reference_calls
 from langchain_toolprm.tools import to_tool_specs
 
-__all__ = ["compose_parallel", "compose_repeated", "follow_ups", "join_requests", "remove_reference_tools"]
+__all__ = [
+    "called_tool",
+    "compose_parallel",
+    "compose_repeated",
+    "distinct_calls",
+    "follow_ups",
+    "join_requests",
+    "merged_tools",
+    "remove_reference_tools",
+]
 
 _JOINERS = (" Also, ", " And also: ", " Additionally, ", " After that, ", " On top of that, ")
 _RESULTS = (
@@ -54,31 +63,41 @@ def join_requests(texts: Sequence[str], rng: random.Random) -> str:
     return text
 
 
-def _joined(parts: Sequence[Example], rng: random.Random, cid: str, source: str) -> Example | None:
-    """One query asking for every part's call, or None when the parts cannot share a tool list.
+def merged_tools(tool_lists: Iterable[Sequence[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """Several requests' tools in one list, or None when two define one name differently.
 
-    Parts whose tools share a name with a different definition are not combined (the composed tool
-    list could not hold both), nor parts asking for the same call twice.
+    A composed tool list could not hold both definitions, so such parts are not combined.
     """
     tools: dict[str, dict[str, Any]] = {}
-    for part in parts:
-        for tool in part.tools:
+    for tool_list in tool_lists:
+        for tool in tool_list:
             if tools.setdefault(tool["name"], tool) != tool:
                 return None
-    if len({json.dumps(p.reference, sort_keys=True) for p in parts}) < len(parts):
+    return list(tools.values())
+
+
+def distinct_calls(calls: Sequence[Any]) -> bool:
+    """No two of these reference calls are the same (a request asked twice is not a parallel one)."""
+    return len({json.dumps(call, sort_keys=True) for call in calls}) == len(calls)
+
+
+def called_tool(tools: Sequence[dict[str, Any]], call: dict[str, Any]) -> str:
+    """The definition of the tool a reference call (BFCL form) calls, as a key that groups equal ones."""
+    (name,) = call
+    return json.dumps([t for t in tools if t["name"] == name], sort_keys=True)
+
+
+def _joined(parts: Sequence[Example], rng: random.Random, cid: str, source: str) -> Example | None:
+    """One query asking for every part's call, or None when the parts cannot share a tool list."""
+    tools = merged_tools(p.tools for p in parts)
+    calls = [p.reference[0] for p in parts]
+    if tools is None or not distinct_calls(calls):
         return None
     text = join_requests([p.messages[-1]["content"] for p in parts], rng)
     system = [m for m in parts[0].messages if m["role"] == "system"]
-    calls = [p.reference[0] for p in parts]
     rng.shuffle(calls)
     return Example(cid + "+".join(p.id for p in parts), source, [*system, {"role": "user", "content": text}],
-                   list(tools.values()), calls, meta={"parts": [p.id for p in parts]})
-
-
-def _called_tool(example: Example) -> str:
-    """The definition of the one tool a single-call query calls, as a key that groups equal ones."""
-    (name,) = example.reference[0]
-    return json.dumps([t for t in example.tools if t["name"] == name], sort_keys=True)
+                   tools, calls, meta={"parts": [p.id for p in parts]})
 
 
 def _draw(pools: Sequence[Sequence[Example]], n: int, rng: random.Random, max_parts: int, source: str
@@ -119,7 +138,7 @@ def compose_repeated(examples: Sequence[Example], n: int, seed: int = 0, max_par
     groups: dict[str, list[Example]] = {}
     for example in examples:
         if _single_call_user_query(example):
-            groups.setdefault(_called_tool(example), []).append(example)
+            groups.setdefault(called_tool(example.tools, example.reference[0]), []).append(example)
     return _draw(list(groups.values()), n, rng, max_parts, "repeated")
 
 
