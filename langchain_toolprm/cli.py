@@ -22,7 +22,7 @@ from langchain_toolprm.demo import DemoSettings
 from langchain_toolprm.evaluation.bench import BenchSettings
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.evaluation.plots import CostAxis
-from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, Guidance, SearchConfig
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -61,6 +61,10 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
             help="how a path's step scores become its score")
     option(search, SearchConfig, "max_new_tokens", "--max-new-tokens", type=int,
             help="token limit of a generated answer")
+    option(search, SearchConfig, "stop_bias", "--stop-bias", type=float)
+    for name in Guidance.model_fields:
+        option(search, Guidance, name, f"--{name}-weight", type=float,
+               help="guided: " + (Guidance.model_fields[name].description or ""))
     option(search, AdaptiveBudget, "policy_mass", "--policy-mass", type=float,
            help="beam_adaptive: " + (AdaptiveBudget.model_fields["policy_mass"].description or ""))
     option(search, AdaptiveBudget, "score_margin", "--score-margin", type=float,
@@ -78,12 +82,14 @@ def _eval(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
 
+    guidance = Guidance(**{name: getattr(args, f"{name}_weight") for name in Guidance.model_fields})
     config = EvalConfig(
         data=args.data, answers=args.answers, categories=args.categories, limit=args.limit,
         output=args.output, policy=args.policy, prm=args.prm, strategies=args.strategies,
         beams=args.beams, widths=args.widths, samples=args.samples,
         search=SearchConfig(seed=args.seed, temperature=args.temperature, aggregation=args.aggregation,
-                            max_new_tokens=args.max_new_tokens,
+                            max_new_tokens=args.max_new_tokens, stop_bias=args.stop_bias,
+                            guidance=guidance,
                             adaptive=AdaptiveBudget(policy_mass=args.policy_mass, score_margin=args.score_margin)),
         progress=not args.no_progress,
     )

@@ -49,7 +49,8 @@ _AGGREGATIONS = {  # what a path score means under each `SearchConfig.aggregatio
     "min": "the lowest PRM step score on the path", "prod": "the product of the path's PRM step scores",
     "mean": "the mean PRM step score of the path", "last": "the PRM score of the path's last step",
     "relative": "the product of each step's PRM score over the best among its candidates",
-    "guided": "the product of each step's PRM score times policy probability over the best among its candidates",
+    "guided": "the product of each step's policy probability times PRM odds (weighted per decision) over the"
+              " best among its candidates",
 }
 
 

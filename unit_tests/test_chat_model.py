@@ -66,6 +66,12 @@ def model(tiny_model_dir: Path, tiny_policy: Any) -> ToolPRMChatModel:
     return ToolPRMChatModel(policy=str(tiny_model_dir), prm="rules", **FAST)
 
 
+@pytest.fixture
+def judged(tiny_model_dir: Path, tiny_policy: Any) -> ToolPRMChatModel:
+    """A model whose PRM judges every decision (`mean`); the default `guided` leaves some to the policy."""
+    return ToolPRMChatModel(policy=str(tiny_model_dir), prm="rules", aggregation="mean", **FAST)
+
+
 def _check_calls(message: AIMessage) -> None:
     """Every call runs: the tool's own pydantic schema accepts the arguments."""
     ids = [c["id"] for c in message.tool_calls]
@@ -465,13 +471,15 @@ def _check_events(handler: Events) -> None:
     assert result["calls"] and result["cost"]["prm_candidates"] > 0
 
 
-def test_search_steps_are_custom_events_of_the_model_run(model: ToolPRMChatModel) -> None:
+def test_search_steps_are_custom_events_of_the_model_run(judged: ToolPRMChatModel) -> None:
+    model = judged
     handler = Events()
     model.bind_tools([set_light], tool_choice="any").invoke("go", config={"callbacks": [handler]})
     _check_events(handler)
 
 
-async def test_async_search_events(model: ToolPRMChatModel) -> None:
+async def test_async_search_events(judged: ToolPRMChatModel) -> None:
+    model = judged
     handler = Events()
     await model.bind_tools([set_light], tool_choice="any").ainvoke("go", config={"callbacks": [handler]})
     _check_events(handler)
@@ -486,7 +494,8 @@ async def test_astream_events_nest_steps_under_the_model(model: ToolPRMChatModel
     assert {e["name"] for e in custom} == {STEP_EVENT, RESULT_EVENT}
 
 
-def test_streamed_search_events(model: ToolPRMChatModel) -> None:
+def test_streamed_search_events(judged: ToolPRMChatModel) -> None:
+    model = judged
     # LangChain's stream() gives `_stream` no run manager; the events must still reach the run's handlers.
     handler = Events()
     for _ in model.bind_tools([set_light], tool_choice="any").stream("go", config={"callbacks": [handler]}):
@@ -494,7 +503,8 @@ def test_streamed_search_events(model: ToolPRMChatModel) -> None:
     _check_events(handler)
 
 
-def test_invoke_with_streaming_handlers_keeps_events(model: ToolPRMChatModel) -> None:
+def test_invoke_with_streaming_handlers_keeps_events(judged: ToolPRMChatModel) -> None:
+    model = judged
     # With streaming on, invoke() goes through `_stream` without a run manager too (LangGraph's messages mode).
     handler = Events()
     streaming = model.model_copy(update={"streaming": True})

@@ -204,7 +204,7 @@ def test_a_search_with_a_context_prm_spends_a_few_tokens_per_candidate(context_p
     for name, prm in (("context", context_prm_dir), ("generic", tiny_lora_dir)):
         judged_rounds: set[int] = set()
         result = run_search(messages, tools, policy=policy, prm=str(prm), tool_choice="required",
-                            config=SearchConfig(num_beams=2, beam_width=3, max_value_tokens=8),
+                            config=SearchConfig(num_beams=2, beam_width=3, max_value_tokens=8, aggregation="mean"),
                             on_step=lambda round_, nodes, seen=judged_rounds: seen.update(
                                 [round_] if any(n.score is not None for n in nodes) else []))
         assert result.finished and result.calls[0]["name"] == "get_weather"

@@ -1,3 +1,4 @@
+import math
 from typing import ClassVar
 
 import pytest
@@ -6,9 +7,17 @@ from hypothesis import strategies as st
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
-from langchain_toolprm.search.engine import relative_scores
+from langchain_toolprm.search.config import Guidance
+from langchain_toolprm.search.engine import guided_scores
 from langchain_toolprm.tools import to_tool_specs
-from unit_tests.engine_fakes import PreferPRM, RandomPolicy, TargetPolicy, TargetSession, UnsureOfRightStepsPRM
+from unit_tests.engine_fakes import (
+    PreferPRM,
+    RandomPolicy,
+    TargetPolicy,
+    TargetSession,
+    UnsureOfRightStepsPRM,
+    target_text,
+)
 
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
@@ -33,10 +42,13 @@ def test_beam_finds_the_policy_target_with_trace_and_cost():
     assert all(a.calls != TARGET for a in result.alternatives)
 
 
-def test_prm_overrules_the_policy():
-    other = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"))
+@pytest.mark.parametrize("config", [SearchConfig(aggregation="mean"),
+                                    SearchConfig(guidance=Guidance(answer=10.0, call=10.0))])
+def test_prm_overrules_the_policy(config):
+    """Under a path aggregation, or under ``guided`` with the PRM's odds weighed above the policy's."""
+    other = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(function="get_time"), config=config)
     assert other.calls[0]["name"] == "get_time"
-    wrong_value = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(value="zzz"))
+    wrong_value = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=PreferPRM(value="zzz"), config=config)
     assert wrong_value.calls[0]["arguments"]["city"] == "zzz"
 
 
@@ -86,7 +98,59 @@ def test_guided_aggregation_follows_the_policy_where_the_prm_barely_differs():
                             config=SearchConfig(num_beams=2, beam_width=4, aggregation=how))
         calls[how] = [c["name"] for c in result.calls]
     assert calls == {"relative": ["get_weather"], "guided": ["get_weather", "get_time"]}
-    assert relative_scores([0.5, 0.6, None], [0.9, 0.05, 1.0]) == pytest.approx([1.0, 0.03 / 0.45, None])
+    # the policy's probability times the PRM's odds, over the best; an unjudged candidate keeps its prior
+    pooled = guided_scores([0.5, 0.75, None], [math.log(0.9), math.log(0.05), math.log(0.5)], 1.0)
+    assert pooled == pytest.approx([1.0, 0.05 * 3 / 0.9, 0.5 / 0.9])
+
+
+@pytest.mark.parametrize(("more", "expected"), [(0.0, ["get_weather", "get_time"]), (1.0, ["get_weather"])])
+def test_guided_weighs_the_prm_per_decision(more, expected):
+    """A PRM sure that the list ends after one call (0.95 against 0.2), a policy sure of a second call.
+
+    With the PRM's weight at "one more call, or stop?" 0 the policy decides and the PRM is not asked
+    there; at 1 the PRM's odds (19 to 0.25, 76 to 1) outweigh the policy's (3.9 nats, 49 to 1).
+    """
+    two = [*TARGET, {"name": "get_time", "arguments": {"city": "Paris"}}]
+    prm = UnsureOfRightStepsPRM(second="get_time", finish_after_one=0.95, second_call=0.2)
+    config = SearchConfig(num_beams=2, beam_width=4, aggregation="guided", guidance=Guidance(more=more), stop_bias=0.0)
+    result = run_search(Q, TOOLS, policy=TargetPolicy(two), prm=prm, config=config)
+    assert [c["name"] for c in result.calls] == expected
+    first = {id(n) for n in result.trace.children}  # "answer in text" is a finish too, weighed as `answer`
+    after_a_call = [n for n in result.trace.walk() if n.tag is StepTag.TOTAL_FINISH and id(n) not in first]
+    assert after_a_call and all((n.score is None) == (more == 0.0) for n in after_a_call)
+
+
+class _SamplesMissTheMode(TargetSession):
+    """Decoded at temperature 0 a value is the target's; sampled, it never is."""
+
+    def sample(self, assistant_text, n, *, temperature, max_new_tokens, stop=None):
+        samples = super().sample(assistant_text, n, temperature=temperature, max_new_tokens=max_new_tokens, stop=stop)
+        return samples[:1] if stop is None or temperature == 0 else samples[1:] + samples[1:2]
+
+
+class _ModePolicy(TargetPolicy):
+    def session(self, messages, specs, *, seed=None):
+        return _SamplesMissTheMode(target_text(self.fmt, self.calls), self.fmt)
+
+
+def test_beam_keeps_the_policy_s_most_likely_value_among_its_samples():
+    """Sampled values may all miss the one greedy writes; beam still has it, and without a PRM's say takes it."""
+    config = SearchConfig(num_beams=2, beam_width=4, aggregation="guided", guidance=Guidance(call=0.0))
+    result = run_search(Q, TOOLS, policy=_ModePolicy(TARGET), prm=RulePRM(), config=config)
+    assert result.calls == TARGET
+    values = [n.text for n in result.trace.walk() if n.tag is StepTag.ARG_VALUE]
+    assert any("zzz" in v for v in values)  # the samples were there too
+
+
+@pytest.mark.parametrize(("bias", "expected"), [(0.0, 2), (5.0, 1)])
+def test_stop_bias_moves_the_policy_s_end_of_the_list(bias, expected):
+    """The policy goes on after the first of its two calls (log-odds 3.9 for it); a bias of 5 outweighs that.
+
+    The first step is not a list's end (there, finishing answers in text) and keeps the policy's odds.
+    """
+    two = [*TARGET, {"name": "get_time", "arguments": {"city": "Paris"}}]
+    result = run_search(Q, TOOLS, policy=TargetPolicy(two), config=SearchConfig(strategy="greedy", stop_bias=bias))
+    assert result.calls == two[:expected]
 
 
 def test_relative_aggregation_without_a_prm_follows_the_policy():

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState
 from langchain_toolprm.search.budget import in_doubt, retained
-from langchain_toolprm.search.config import SIBLING_AGGREGATIONS
+from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Guidance
 from langchain_toolprm.search.engine import (
     Path,
     Proposal,
     SearchContext,
     aggregate,
     distinct_alternatives,
+    guided_scores,
     relative_scores,
 )
 from langchain_toolprm.search.results import SearchResult, TraceNode
@@ -76,6 +76,13 @@ def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], ro
                         format=ctx.policy.format.name, partial=partial)
 
 
+def _weight(guidance: Guidance, state: GrammarState) -> float:
+    """The PRM's weight under ``guided`` at the decision ``state`` is in (`Guidance`)."""
+    if state.function is not None:
+        return guidance.call
+    return guidance.more if state.calls else guidance.answer
+
+
 def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
     """Whether no active beam can still overtake the best finished one.
 
@@ -116,19 +123,26 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         last = active
         if ctx.out_of_time():
             break
-        proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature)
+        proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature, mode=True)
         children: dict[GrammarState, Beam] = {}
         nodes: list[TraceNode] = []
         if config.adaptive is not None:
             proposals = [in_doubt(props, config.adaptive) for props in proposals]
-        # With an adaptive budget, a state left with one proposal takes it unjudged.
-        judged = [config.adaptive is None or len(props) != 1 for props in proposals]
+        guided = config.aggregation == "guided"
+        weights = [_weight(config.guidance, b.state) if guided else 1.0 for b in active]
+        # With an adaptive budget, a state left with one proposal takes it unjudged; under `guided`, a
+        # decision whose PRM weight is 0 is the policy's alone.
+        judged = [(config.adaptive is None or len(props) != 1) and weight > 0
+                  for props, weight in zip(proposals, weights, strict=True)]
         asked = ctx.score_many([(beam.path, beam.state, [p.action for p in props])
                                 for beam, props, judge in zip(active, proposals, judged, strict=True) if judge])
-        for beam, props, judge in zip(active, proposals, judged, strict=True):
-            scores: list[float | None] = asked.pop(0) if judge else [None]
-            weights = [math.exp(p.logprob) for p in props] if config.aggregation == "guided" else None
-            ranks = relative_scores(scores, weights) if config.aggregation in SIBLING_AGGREGATIONS else scores
+        for beam, props, judge, weight in zip(active, proposals, judged, weights, strict=True):
+            scores: list[float | None] = asked.pop(0) if judge else [None] * len(props)
+            ranks: list[float | None] = scores
+            if guided:
+                ranks = list(guided_scores(scores, [p.logprob for p in props], weight))
+            elif config.aggregation in SIBLING_AGGREGATIONS:
+                ranks = relative_scores(scores)
             for proposal, score, rank in zip(props, scores, ranks, strict=True):
                 action = proposal.action
                 node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))

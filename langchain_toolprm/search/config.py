@@ -6,14 +6,44 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PATH_AGGREGATIONS", "SIBLING_AGGREGATIONS", "AdaptiveBudget", "Aggregation", "SearchConfig", "Strategy"]
+__all__ = [
+    "PATH_AGGREGATIONS",
+    "SIBLING_AGGREGATIONS",
+    "AdaptiveBudget",
+    "Aggregation",
+    "Guidance",
+    "SearchConfig",
+    "Strategy",
+]
 
 Strategy = Literal["beam", "greedy", "unconstrained", "best_of_n", "majority"]
 Aggregation = Literal["last", "min", "prod", "mean", "relative", "guided"]
 PATH_AGGREGATIONS: tuple[Aggregation, ...] = ("last", "min", "prod", "mean")
 """Aggregations of one path's own step scores."""
 SIBLING_AGGREGATIONS: tuple[Aggregation, ...] = ("relative", "guided")
-"""Aggregations that score a step against its siblings (`search.engine.relative_scores`), then multiply."""
+"""Aggregations that score a step against its siblings (`search.engine.relative_scores`, `guided_scores`), then
+multiply."""
+
+
+class Guidance(BaseModel):
+    """How much the PRM's judgement counts against the policy's probability under ``guided``, per decision.
+
+    ``guided`` pools the two as a prior and evidence: a candidate's value is the policy's probability
+    times the PRM's odds raised to a weight (log p + w * logit s). A weight of 1 takes the PRM's odds
+    at face value, 0 leaves the decision to the policy and does not ask the PRM. The weights differ
+    by decision because the two models' strengths do: on held-out ``live_*`` decisions the packaged
+    PRM tells "call a tool, or answer in text?" better than the policy, and "one more call, or
+    stop?" worse, where its odds only take right answers away (docs/benchmarks.md, session 18,
+    ``benchmarks/list_decisions.py``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    answer: float = Field(1.0, ge=0.0, description="PRM weight at a turn's first step: which tool to call, or"
+                          " answer in text?")
+    more: float = Field(0.0, ge=0.0, description="PRM weight after a call: which tool to call next, or end the"
+                        " list?")
+    call: float = Field(0.0, ge=0.0, description="PRM weight inside a call: its arguments and their values.")
 
 
 class AdaptiveBudget(BaseModel):
@@ -51,16 +81,17 @@ class SearchConfig(BaseModel):
     functions; ``mean`` lets a long list of calls, each judged fine, outscore ending the list.
     ``relative`` divides each step's score by the best score among the candidates of its state: a
     path pays only where it passed over a step the PRM preferred, so "one more call, or stop?" is
-    decided by the PRM's comparison of the two, not by path length. ``guided`` is ``relative`` on the
-    PRM's score times the policy's probability of the step: the PRM reweights what the policy would
-    write, so the policy still decides where the PRM judges its candidates alike, and a PRM that is
-    sure overrules it. Best-of-n, whose answers have no sibling candidates, ranks by the product
-    under both. ``mean`` is the default: it picks the
-    right answer most often on held-out PRM data (`toolprm eval-prm`, answer selection), and with the
-    packaged PRM it gives the best average over the AST categories of held-out BFCL ``live_*`` cases;
-    ``relative`` leaves "call or answer?" and "stop?" to the PRM's one judgement, which answers
-    irrelevance best and stops parallel requests after one call. ``max_calls`` bounds the list ``mean``
-    can grow. docs/benchmarks.md measures each.
+    decided by the PRM's comparison of the two, not by path length. ``guided`` does the same with
+    the policy's probability of each step times the PRM's odds, weighted per decision (`Guidance`):
+    the PRM reweights what the policy would write, so the policy still decides where the PRM judges
+    its candidates alike or is known to judge worse. Best-of-n, whose answers have no sibling
+    candidates, ranks by the product of the PRM's scores under both. ``guided`` is the default: on
+    held-out BFCL ``live_*`` decisions the packaged PRM adds to the policy only at a turn's first
+    step, and every path aggregation lets it overrule the policy where it judges worse ("one more
+    call?", argument values) and loses cases greedy answers right (docs/benchmarks.md, sessions 16
+    and 18). ``relative`` leaves "call or answer?" and "stop?" to the PRM's one judgement, which
+    answers irrelevance best and stops parallel requests after one call. ``max_calls`` bounds the
+    list ``mean`` can grow. docs/benchmarks.md measures each.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,9 +100,15 @@ class SearchConfig(BaseModel):
     num_beams: int = Field(2, ge=1, description="N: beams kept after each step.")
     beam_width: int = Field(4, ge=1, description="M: candidate steps proposed per beam and step.")
     aggregation: Aggregation = Field(
-        "mean", description="How step scores combine into a beam's score (see the class docstring).")
+        "guided", description="How step scores combine into a beam's score (see the class docstring).")
     num_samples: int = Field(8, ge=1, description="Complete samples for best_of_n and majority.")
     temperature: float = Field(0.8, ge=0.0, description="Sampling temperature for free values and samples.")
+    guidance: Guidance = Field(default_factory=Guidance, description="``guided`` only: the PRM's weight per"
+                               " decision (see Guidance).")
+    stop_bias: float = Field(
+        -1.0, description="Log-odds added to the policy's preference for ending the call list once it holds a"
+        " call, in every strategy that walks the grammar. Negative: the policy must be surer before it stops"
+        " (the packaged 0.5B ends lists early; the default is chosen on held-out decisions, docs/benchmarks.md).")
     max_calls: int = Field(8, ge=1, description="Most calls in one turn.")
     parallel_tool_calls: bool = Field(True, description="Allow several calls in one turn.")
     repeat_calls: bool = Field(

@@ -32,6 +32,7 @@ __all__ = [
     "SearchContext",
     "StepListener",
     "aggregate",
+    "guided_scores",
     "relative_scores",
     "run_rounds",
 ]
@@ -71,11 +72,8 @@ def aggregate(scores: Sequence[float], how: Aggregation) -> float:
     return sum(scores) / len(scores)
 
 
-def relative_scores(scores: Sequence[float | None], weights: Sequence[float] | None = None) -> list[float | None]:
+def relative_scores(scores: Sequence[float | None]) -> list[float | None]:
     """Each candidate's PRM score over the best one's among the candidates of the same state.
-
-    With ``weights`` (``guided``: the policy's probability of each candidate), each score is first
-    multiplied by its weight, so the comparison is between the PRM's reweighting of the policy.
 
     A path that takes the PRM's preferred step at every decision then scores 1.0 whatever its
     length, and a path pays only where it passed over a step the PRM preferred: "one more call, or
@@ -84,10 +82,26 @@ def relative_scores(scores: Sequence[float | None], weights: Sequence[float] | N
 
     Without a PRM there are no scores (``None``), and nothing to compare: they stay ``None``.
     """
-    if weights is not None:
-        scores = [None if s is None else s * w for s, w in zip(scores, weights, strict=True)]
     best = max((s for s in scores if s is not None), default=0.0)
     return [None if s is None else s / best if best > 0 else 1.0 for s in scores]
+
+
+def guided_scores(scores: Sequence[float | None], logprobs: Sequence[float], weight: float) -> list[float]:
+    """`relative_scores` of the policy's probability times the PRM's odds to the power ``weight``.
+
+    The policy's probability is the prior and the PRM's odds the evidence (`Guidance`); an unjudged
+    candidate (``None``) keeps its prior. Odds, not the score itself: a PRM's 0.9 against 0.6 is
+    evidence of 6 to 1.5, which a ratio of 1.5 would understate.
+    """
+    pooled = [lp + (weight * _logit(s) if s is not None and weight else 0.0)
+              for s, lp in zip(scores, logprobs, strict=True)]
+    best = max(pooled, default=0.0)
+    return [math.exp(v - best) for v in pooled]
+
+
+def _logit(score: float) -> float:
+    score = min(max(score, 1e-6), 1.0 - 1e-6)
+    return math.log(score / (1.0 - score))
 
 
 class SearchContext:
@@ -134,13 +148,17 @@ class SearchContext:
         return self.policy.format.render(state)
 
     # -- proposing ------------------------------------------------------------------------------
-    def propose(self, states: Sequence[GrammarState], width: int, temperature: float) -> list[list[Proposal]]:
+    def propose(self, states: Sequence[GrammarState], width: int, temperature: float, *, mode: bool = False
+                ) -> list[list[Proposal]]:
         """Up to ``width`` proposals per state, best first by the policy's log-probability.
 
         Enumerated decisions of all states share one forward pass; free values of all states are
-        sampled in one decoding batch.
+        sampled in one decoding batch. With ``mode``, the policy's most likely value (decoded at
+        temperature 0, one batch more) is a candidate beside the samples: samples alone may miss it,
+        and a search whose PRM has no say inside a call (`Guidance`) should not write a less likely
+        value than greedy would.
         """
-        return self.propose_with(states, width, temperature)[0]
+        return run_rounds(self.propose_rounds(states, width, temperature, mode=mode), self.policy.sample_many)[0]
 
     def propose_with(self, states: Sequence[GrammarState], width: int, temperature: float,
                      extra: Sequence[SampleRequest] = ()) -> tuple[list[list[Proposal]], list[list[Sample]]]:
@@ -155,7 +173,7 @@ class SearchContext:
         return run_rounds(self.propose_rounds(states, width, temperature, extra), self.policy.sample_many)
 
     def propose_rounds(self, states: Sequence[GrammarState], width: int, temperature: float,
-                       extra: Sequence[SampleRequest] = ()
+                       extra: Sequence[SampleRequest] = (), *, mode: bool = False
                        ) -> SampleRounds[tuple[list[list[Proposal]], list[list[Sample]]]]:
         """`propose_with` as a coroutine that hands its decoding out.
 
@@ -166,7 +184,7 @@ class SearchContext:
         decisions = [self.grammar.decision(s) for s in states]
         enumerated = self._enumerate([(s, d.actions) for s, d in zip(states, decisions, strict=True) if not d.free])
         free = [(i, s, d.value_schema or {}) for i, (s, d) in enumerate(zip(states, decisions, strict=True)) if d.free]
-        values, extra_samples = yield from self._sample_values(free, width, temperature, extra)
+        values, extra_samples = yield from self._sample_values(free, width, temperature, extra, mode)
         out = []
         for i in range(len(states)):
             found = values.pop(i) if i in values else enumerated.pop(0)
@@ -205,18 +223,25 @@ class SearchContext:
         items = [(text, fmt.branch(index)), *names]
         if finish:
             items.append((text, fmt.continuation(state, Action.finish())))
-        return _Plan(actions, items, calls=calls, finish=finish)
+        return _Plan(actions, items, calls=calls, finish=finish, stop_bias=self.config.stop_bias)
 
     def _sample_values(self, free: list[tuple[int, GrammarState, Mapping[str, Any]]], width: int, temperature: float,
-                       extra: Sequence[SampleRequest]
+                       extra: Sequence[SampleRequest], mode: bool
                        ) -> SampleRounds[tuple[dict[int, list[Proposal]], list[list[Sample]]]]:
         """Sampled, read, validated and de-duplicated values per free state (keyed by its index).
 
-        A state whose samples are all invalid gets one more batch at temperature 1 or more, where a
+        With ``mode``, the value decoded at temperature 0 joins each state's samples (`propose`). A
+        state whose samples are all invalid gets one more batch at temperature 1 or more, where a
         too-confident model may find a value that fits the schema.
         """
         found: dict[int, list[Proposal]] = {}
         extra_samples: list[list[Sample]] = [[] for _ in extra]
+        modes: dict[int, list[Sample]] = {}
+        if mode and temperature > 0 and free:
+            requests = [SampleRequest(self.text(state), 1, self.config.max_value_tokens, value_end, schema)
+                        for _, state, schema in free]
+            batches = yield requests, 0.0
+            modes = {index: samples for (index, _, _), samples in zip(free, batches, strict=True)}
         n = 1 if temperature == 0 else width
         pending = free
         for attempt, attempt_temperature in enumerate((temperature, max(temperature, 1.0))):
@@ -230,7 +255,7 @@ class SearchContext:
                 extra_samples = batches[len(requests):]
             retry = []
             for (index, state, schema), samples in zip(pending, batches, strict=False):
-                proposals = self._read_values(state, schema, samples)
+                proposals = self._read_values(state, schema, [*modes.pop(index, []), *samples])
                 if proposals:
                     found[index] = proposals
                 else:
@@ -327,7 +352,8 @@ class _Plan:
     """The texts to score for one state's enumerated actions, and how to read the scores back.
 
     ``first`` holds the log-probabilities of "call" and "answer in text" at the first call slot, read
-    off the call openings; later slots score the format's own opener and the list's end among the items.
+    off the call openings; later slots score the format's own opener and the list's end among the items,
+    and ``stop_bias`` (`SearchConfig.stop_bias`) is added to the list's end there.
     """
 
     actions: Sequence[Action]
@@ -335,6 +361,7 @@ class _Plan:
     calls: list[Action] | None = None
     finish: bool = False
     first: tuple[float, float] | None = None
+    stop_bias: float = 0.0
 
     def resolve(self, logprobs: list[list[float]]) -> list[Proposal]:
         if self.calls is None:
@@ -343,7 +370,7 @@ class _Plan:
             (call_lp, finish_lp), named = self.first, logprobs
         else:
             call_lp, named = sum(logprobs[0]), logprobs[1:]
-            finish_lp = sum(logprobs[-1]) if self.finish else -math.inf
+            finish_lp = sum(logprobs[-1]) + self.stop_bias if self.finish else -math.inf
         names = [sum(lp) for lp in named[: len(self.calls)]]
         norm = logsumexp(names)
         out = [Proposal(a, call_lp + lp - norm) for a, lp in zip(self.calls, names, strict=True)]
