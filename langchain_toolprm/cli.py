@@ -63,7 +63,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
             help="token limit of a generated answer")
     option(search, SearchConfig, "stop_bias", "--stop-bias", type=float)
     for name in Guidance.model_fields:
-        option(search, Guidance, name, f"--{name}-weight", type=float,
+        option(search, Guidance, name, f"--{name.replace('_', '-')}-weight", type=float,
                help="guided: " + (Guidance.model_fields[name].description or ""))
     option(search, AdaptiveBudget, "policy_mass", "--policy-mass", type=float,
            help="beam_adaptive: " + (AdaptiveBudget.model_fields["policy_mass"].description or ""))

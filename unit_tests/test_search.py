@@ -120,6 +120,39 @@ def test_guided_weighs_the_prm_per_decision(more, expected):
     assert after_a_call and all((n.score is None) == (more == 0.0) for n in after_a_call)
 
 
+class _AnswerLeaningPRM(PreferPRM):
+    """Prefers answering in text (0.95) to any call (0.05) at a turn's first step."""
+
+    def session(self, messages, specs):
+        inner = super().session(messages, specs)
+
+        class _Session(type(inner)):
+            def score(self, path, state, candidates):
+                if state.calls or state.function is not None:
+                    return inner.score(path, state, candidates)
+                return [0.95 if a.tag is StepTag.TOTAL_FINISH else 0.05 for a in candidates]
+
+        return _Session()
+
+
+@pytest.mark.parametrize(("follow_up", "guidance", "answers"), [
+    (True, Guidance(), True),  # after tool results the PRM decides (weight 10)
+    (True, Guidance(after_results=1.0), False),  # at face value its odds lose to a policy that sure
+    (False, Guidance(), False),  # before any result, `answer` (1) weighs it
+])
+def test_after_tool_results_the_prm_decides_whether_to_answer(follow_up, guidance, answers):
+    """The policy is sure of a call; the PRM, that the turn is answered in text (0.95 against 0.05)."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    messages = [HumanMessage(Q[0]["content"])]
+    if follow_up:
+        messages += [AIMessage("", tool_calls=[{"name": "get_time", "args": {"city": "Paris"}, "id": "c1"}]),
+                     ToolMessage("12:00", tool_call_id="c1")]
+    result = run_search(messages, TOOLS, policy=TargetPolicy(TARGET), prm=_AnswerLeaningPRM(),
+                        config=SearchConfig(guidance=guidance))
+    assert result.finished and (result.calls == []) == answers
+
+
 class _SamplesMissTheMode(TargetSession):
     """Decoded at temperature 0 a value is the target's; sampled, it never is."""
 

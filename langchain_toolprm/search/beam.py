@@ -76,11 +76,20 @@ def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], ro
                         format=ctx.policy.format.name, partial=partial)
 
 
-def _weight(guidance: Guidance, state: GrammarState) -> float:
+def _weight(guidance: Guidance, state: GrammarState, after_results: bool) -> float:
     """The PRM's weight under ``guided`` at the decision ``state`` is in (`Guidance`)."""
     if state.function is not None:
         return guidance.call
-    return guidance.more if state.calls else guidance.answer
+    if state.calls:
+        return guidance.more
+    return guidance.after_results if after_results else guidance.answer
+
+
+def _after_results(ctx: SearchContext) -> bool:
+    """Whether tool results have come since the latest user message: the turn follows up on them."""
+    roles = [m["role"] for m in ctx.messages]
+    latest_user = max((i for i, role in enumerate(roles) if role == "user"), default=-1)
+    return "tool" in roles[latest_user + 1:]
 
 
 def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
@@ -114,6 +123,7 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     active = [Beam(ctx.grammar.initial(), (), (), 0.0, root)]
     finished: list[Beam] = []
     last: list[Beam] = active
+    follow_up = _after_results(ctx)
     for round_ in range(config.max_steps):
         active = [_force(ctx, b) for b in active]
         finished += [b for b in active if b.state.done]
@@ -129,7 +139,7 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         if config.adaptive is not None:
             proposals = [in_doubt(props, config.adaptive) for props in proposals]
         guided = config.aggregation == "guided"
-        weights = [_weight(config.guidance, b.state) if guided else 1.0 for b in active]
+        weights = [_weight(config.guidance, b.state, follow_up) if guided else 1.0 for b in active]
         # With an adaptive budget, a state left with one proposal takes it unjudged; under `guided`, a
         # decision whose PRM weight is 0 is the policy's alone.
         judged = [(config.adaptive is None or len(props) != 1) and weight > 0

@@ -34,13 +34,17 @@ class Guidance(BaseModel):
     by decision because the two models' strengths do: on held-out ``live_*`` decisions the packaged
     PRM tells "call a tool, or answer in text?" better than the policy, and "one more call, or
     stop?" worse, where its odds only take right answers away (docs/benchmarks.md, session 18,
-    ``benchmarks/list_decisions.py``).
+    ``benchmarks/decisions.py``). After tool results the packaged policy, shown tools, wants another
+    call almost always, and the PRM tells the answer apart on held-out steps (`toolprm eval-prm`,
+    "first step after tool results"): there the PRM decides.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     answer: float = Field(1.0, ge=0.0, description="PRM weight at a turn's first step: which tool to call, or"
                           " answer in text?")
+    after_results: float = Field(10.0, ge=0.0, description="PRM weight at that step when tool results have come"
+                                 " since the latest user message: call again, or answer from them?")
     more: float = Field(0.0, ge=0.0, description="PRM weight after a call: which tool to call next, or end the"
                         " list?")
     call: float = Field(0.0, ge=0.0, description="PRM weight inside a call: its arguments and their values.")
