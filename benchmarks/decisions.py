@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,22 +32,14 @@ from typing import Any
 
 from langchain_toolprm import load_policy
 from langchain_toolprm.components import load_prm
+from langchain_toolprm.data.sources import reference_calls
 from langchain_toolprm.evaluation import load_bfcl
 from langchain_toolprm.evaluation.bfcl_checker import check_argument
 from langchain_toolprm.grammar import Action, Grammar, StepTag, ToolChoice
 from langchain_toolprm.messages import to_chat_messages
 from langchain_toolprm.search.config import SearchConfig
-from langchain_toolprm.search.engine import SearchContext
+from langchain_toolprm.search.engine import SearchContext, guided_scores
 from langchain_toolprm.tools import ToolSchemaError, to_tool_specs
-
-
-def reference_calls(ground_truth: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each reference call with its first accepted value per argument ("" marks an optional one left out)."""
-    calls = []
-    for entry in ground_truth:
-        name, options = next(iter(entry.items()))
-        calls.append({"name": name, "arguments": {k: v[0] for k, v in options.items() if v and v[0] != ""}})
-    return calls
 
 
 def _bfcl_params(case: Any, name: str) -> dict[str, Any]:
@@ -73,13 +64,13 @@ def decisions(case: Any, policy: Any, prm: Any, inside: bool = False) -> list[di
     """The decisions along the reference answer of one case, both models' view of each."""
     specs = to_tool_specs(case.functions)
     grammar = Grammar(specs, ToolChoice.parse(None, [s.name for s in specs]))
-    calls = reference_calls(case.ground_truth or [])
+    calls = reference_calls(case.ground_truth or [], specs)
     path = grammar.actions_for_calls(calls)
     if path is None:
         raise ValueError("the grammar cannot write the reference answer")
     chat = to_chat_messages(case.messages)
     session = policy.session(chat, specs, seed=0)
-    config = SearchConfig()
+    config = SearchConfig(stop_bias=0.0)  # the policy's own odds of ending: --report adds each bias itself
     ctx = SearchContext(chat, specs, grammar, session, prm.session_for(chat, specs, session), config)
     states = grammar.walk(path)
     rows = []
@@ -127,11 +118,10 @@ def _group(row: dict[str, Any]) -> str:
 
 def _right(row: dict[str, Any], weight: float, bias: float) -> bool:
     """Whether the candidate `guided` ranks first (with ``bias`` on a list's end after a call) is right."""
-    def pooled(candidate: dict[str, Any]) -> float:
-        score = min(max(candidate["prm"], 1e-6), 1 - 1e-6)
-        end = bias if candidate["finish"] and row["made"] else 0.0
-        return candidate["logprob"] + end + weight * math.log(score / (1 - score))
-    return bool(max(row["candidates"], key=pooled)["right"])
+    candidates = row["candidates"]
+    logprobs = [c["logprob"] + (bias if c["finish"] and row["made"] else 0.0) for c in candidates]
+    pooled = guided_scores([c["prm"] for c in candidates], logprobs, weight)
+    return bool(candidates[pooled.index(max(pooled))]["right"])
 
 
 def report(rows: list[dict[str, Any]]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-__all__ = ["ChatMessage", "UnsupportedContentError", "to_chat_messages"]
+__all__ = ["ChatMessage", "UnsupportedContentError", "since_latest_user", "to_chat_messages"]
 
 ChatMessage = dict[str, Any]
 
@@ -146,3 +146,9 @@ def to_chat_messages(messages: str | Sequence[BaseMessage | Mapping[str, Any] | 
         else:
             raise ValueError(f"Unsupported message {message!r}: use LangChain messages or role/content dicts.")
     return out
+
+
+def since_latest_user(chat: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
+    """The messages after the latest user message: the calls and tool results of the turn in progress."""
+    latest_user = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=-1)
+    return chat[latest_user + 1:]

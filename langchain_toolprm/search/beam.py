@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState
+from langchain_toolprm.messages import since_latest_user
 from langchain_toolprm.search.budget import in_doubt, retained
 from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Guidance
 from langchain_toolprm.search.engine import (
@@ -85,13 +86,6 @@ def _weight(guidance: Guidance, state: GrammarState, after_results: bool) -> flo
     return guidance.after_results if after_results else guidance.answer
 
 
-def _after_results(ctx: SearchContext) -> bool:
-    """Whether tool results have come since the latest user message: the turn follows up on them."""
-    roles = [m["role"] for m in ctx.messages]
-    latest_user = max((i for i, role in enumerate(roles) if role == "user"), default=-1)
-    return "tool" in roles[latest_user + 1:]
-
-
 def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
     """Whether no active beam can still overtake the best finished one.
 
@@ -123,7 +117,7 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     active = [Beam(ctx.grammar.initial(), (), (), 0.0, root)]
     finished: list[Beam] = []
     last: list[Beam] = active
-    follow_up = _after_results(ctx)
+    follow_up = any(m["role"] == "tool" for m in since_latest_user(ctx.messages))  # the turn answers results
     for round_ in range(config.max_steps):
         active = [_force(ctx, b) for b in active]
         finished += [b for b in active if b.state.done]

@@ -158,10 +158,11 @@ class SearchContext:
         and a search whose PRM has no say inside a call (`Guidance`) should not write a less likely
         value than greedy would.
         """
-        return run_rounds(self.propose_rounds(states, width, temperature, mode=mode), self.policy.sample_many)[0]
+        return self.propose_with(states, width, temperature, mode=mode)[0]
 
     def propose_with(self, states: Sequence[GrammarState], width: int, temperature: float,
-                     extra: Sequence[SampleRequest] = ()) -> tuple[list[list[Proposal]], list[list[Sample]]]:
+                     extra: Sequence[SampleRequest] = (), *, mode: bool = False
+                     ) -> tuple[list[list[Proposal]], list[list[Sample]]]:
         """`propose`, with ``extra`` sample requests decoded in the same batch as the values.
 
         Rollouts use it to sample whole answers alongside the branch values, for the price of one.
@@ -170,7 +171,7 @@ class SearchContext:
             The proposals per state, and the samples per extra request.
 
         """
-        return run_rounds(self.propose_rounds(states, width, temperature, extra), self.policy.sample_many)
+        return run_rounds(self.propose_rounds(states, width, temperature, extra, mode=mode), self.policy.sample_many)
 
     def propose_rounds(self, states: Sequence[GrammarState], width: int, temperature: float,
                        extra: Sequence[SampleRequest] = (), *, mode: bool = False
