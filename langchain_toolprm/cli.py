@@ -62,6 +62,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     option(search, SearchConfig, "max_new_tokens", "--max-new-tokens", type=int,
             help="token limit of a generated answer")
     option(search, SearchConfig, "stop_bias", "--stop-bias", type=float)
+    option(search, SearchConfig, "forget_dead_calls", "--forget-dead-calls", action="store_true")
     for name in Guidance.model_fields:
         option(search, Guidance, name, f"--{name.replace('_', '-')}-weight", type=float,
                help="guided: " + (Guidance.model_fields[name].description or ""))
@@ -89,7 +90,7 @@ def _eval(args: argparse.Namespace) -> int:
         beams=args.beams, widths=args.widths, samples=args.samples,
         search=SearchConfig(seed=args.seed, temperature=args.temperature, aggregation=args.aggregation,
                             max_new_tokens=args.max_new_tokens, stop_bias=args.stop_bias,
-                            guidance=guidance,
+                            forget_dead_calls=args.forget_dead_calls, guidance=guidance,
                             adaptive=AdaptiveBudget(policy_mass=args.policy_mass, score_margin=args.score_margin)),
         progress=not args.no_progress,
     )

@@ -175,6 +175,36 @@ def test_beam_keeps_the_policy_s_most_likely_value_among_its_samples():
     assert any("zzz" in v for v in values)  # the samples were there too
 
 
+class _WantsARepeat(TargetPolicy):
+    """Prefers a third call that repeats the second; its other samples repeat the first call's value."""
+
+    def session(self, messages, specs, *, seed=None):
+        two = target_text(self.fmt, self.calls)
+        second = two[two.rindex("<tool_call>"):two.rindex("</tool_call>") + len("</tool_call>")]
+        three = two.replace("</tool_call><|im_end|>", f"</tool_call>\n{second}<|im_end|>")
+        return TargetSession(three, self.fmt, wrong_value=' "Paris"')
+
+
+@pytest.mark.parametrize("prm", [None, RulePRM()])
+@pytest.mark.parametrize(("forget", "expected"), [(True, 2), (False, 1)])
+def test_forget_dead_calls_prices_the_end_of_the_list_against_calls_that_can_be_made(prm, forget, expected):
+    """After two calls the policy prefers a third, the second again, which the grammar does not let end.
+
+    With ``forget_dead_calls``, stopping after two is priced against that third call only while it may
+    still lead somewhere: once the beams that followed it have died, stopping after two outranks
+    stopping after one (which passed over a second call that could be written), as greedy's
+    backtracking would have it. Without it (the default), stopping after two stays priced against the
+    third call, and the path that stopped after one wins.
+    """
+    tools = [{"name": "get_time", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                 "required": ["city"]}}]
+    two = [{"name": "get_time", "arguments": {"city": city}} for city in ("Paris", "London")]
+    result = run_search(Q, tools, policy=_WantsARepeat(two), prm=prm, config=SearchConfig(forget_dead_calls=forget))
+    assert result.calls == two[:expected] and result.finished
+    calls = [n for n in result.trace.walk() if n.tag is StepTag.FUNC_NAME and n.kept]
+    assert len(calls) == 3  # the search followed a third call
+
+
 @pytest.mark.parametrize(("bias", "expected"), [(0.0, 2), (5.0, 1)])
 def test_stop_bias_moves_the_policy_s_end_of_the_list(bias, expected):
     """The policy goes on after the first of its two calls (log-odds 3.9 for it); a bias of 5 outweighs that.

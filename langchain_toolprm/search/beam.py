@@ -5,39 +5,32 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from langchain_toolprm.grammar import GrammarState
+from langchain_toolprm.grammar import GrammarState, StepTag
 from langchain_toolprm.messages import since_latest_user
 from langchain_toolprm.search.budget import in_doubt, retained
 from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Guidance
-from langchain_toolprm.search.engine import (
-    Path,
-    Proposal,
-    SearchContext,
-    aggregate,
-    distinct_alternatives,
-    guided_scores,
-    relative_scores,
-)
+from langchain_toolprm.search.engine import Path, Proposal, SearchContext, aggregate, distinct_alternatives
 from langchain_toolprm.search.results import SearchResult, TraceNode
+from langchain_toolprm.search.siblings import Ledger, Siblings, Step
 
 __all__ = ["beam_search", "greedy_search"]
 
 
 @dataclass(frozen=True)
 class Beam:
-    """A partial path with what the policy and the PRM said of it."""
+    """A partial path with what the policy and the PRM said of it (``steps``: its decisions, not forced moves)."""
 
     state: GrammarState
     path: Path
-    scores: tuple[float, ...]
+    steps: tuple[Step, ...]
     logprob: float
     node: TraceNode
 
-    def extend(self, ctx: SearchContext, proposal: Proposal, score: float | None, node: TraceNode) -> Beam:
+    def extend(self, ctx: SearchContext, proposal: Proposal, step: Step | None, node: TraceNode) -> Beam:
         return Beam(
             state=ctx.grammar.apply(self.state, proposal.action),
             path=(*self.path, (self.state, proposal.action)),
-            scores=self.scores if score is None else (*self.scores, score),
+            steps=self.steps if step is None else (*self.steps, step),
             logprob=self.logprob + proposal.logprob,
             node=node,
         )
@@ -55,19 +48,20 @@ def _force(ctx: SearchContext, beam: Beam) -> Beam:
     return beam
 
 
-def _key(ctx: SearchContext, beam: Beam) -> tuple[float, float]:
+def _key(ctx: SearchContext, ledger: Ledger, beam: Beam) -> tuple[float, float]:
     """The PRM decides; the policy breaks its ties (and decides alone without a PRM)."""
-    return aggregate(beam.scores, ctx.config.aggregation), beam.logprob
+    return aggregate(ledger.scores(beam.steps), ctx.config.aggregation), beam.logprob
 
 
-def _result(ctx: SearchContext, finished: list[Beam], unfinished: list[Beam], root: TraceNode) -> SearchResult:
+def _result(ctx: SearchContext, ledger: Ledger, finished: list[Beam], unfinished: list[Beam], root: TraceNode
+            ) -> SearchResult:
     if finished:
-        finished.sort(key=lambda b: _key(ctx, b), reverse=True)
-        ranked = [(b.state.call_dicts(), _score(ctx, b), b.logprob) for b in finished]
+        finished.sort(key=lambda b: _key(ctx, ledger, b), reverse=True)
+        ranked = [(b.state.call_dicts(), _score(ctx, ledger, b), b.logprob) for b in finished]
         best = finished[0]
         return SearchResult(ranked[0][0], ranked[0][1], best.logprob, distinct_alternatives(ranked), root,
                             ctx.cost(), ctx.config.strategy, format=ctx.policy.format.name)
-    best_partial = max(unfinished, key=lambda b: _key(ctx, b)) if unfinished else None
+    best_partial = max(unfinished, key=lambda b: _key(ctx, ledger, b)) if unfinished else None
     partial = None
     if best_partial is not None and best_partial.state.function is not None:
         state = best_partial.state
@@ -86,7 +80,7 @@ def _weight(guidance: Guidance, state: GrammarState, after_results: bool) -> flo
     return guidance.after_results if after_results else guidance.answer
 
 
-def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bool:
+def _settled(ctx: SearchContext, ledger: Ledger, finished: list[Beam], active: list[Beam]) -> bool:
     """Whether no active beam can still overtake the best finished one.
 
     Under ``min``, ``prod``, ``relative`` and ``guided`` a path's score never rises as it grows, and
@@ -96,33 +90,37 @@ def _settled(ctx: SearchContext, finished: list[Beam], active: list[Beam]) -> bo
     """
     if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", *SIBLING_AGGREGATIONS):
         return False
-    best = max(_key(ctx, b) for b in finished)
-    return all(_key(ctx, b) <= best for b in active)
+    best = max(_key(ctx, ledger, b) for b in finished)
+    return all(_key(ctx, ledger, b) <= best for b in active)
 
 
-def _score(ctx: SearchContext, beam: Beam) -> float | None:
-    return aggregate(beam.scores, ctx.config.aggregation) if ctx.prm is not None else None
+def _score(ctx: SearchContext, ledger: Ledger, beam: Beam) -> float | None:
+    return aggregate(ledger.scores(beam.steps), ctx.config.aggregation) if ctx.prm is not None else None
 
 
 def beam_search(ctx: SearchContext) -> SearchResult:
     """Keep N beams; expand each with M proposals; keep the N best by aggregated PRM score.
 
     Finished beams leave the beam and wait for the final ranking; the search ends when no beam is
-    left. Beams that reach the same state merge (the better one stays). With an adaptive budget, M
-    and N are caps: the PRM judges only the proposals the policy leaves in doubt (one left is taken
-    unjudged, like a forced move), and only beams near the best one's score go on (`search.budget`).
+    left. Beams that reach the same state merge (the better one stays). A beam with no legal step left
+    dies; with ``forget_dead_calls`` a call that led only there stops pricing the end of the list
+    (`search.siblings`). With
+    an adaptive budget, M and N are caps: the PRM judges only the proposals the policy leaves in doubt
+    (one left is taken unjudged, like a forced move), and only beams near the best one's score go on
+    (`search.budget`).
     """
     config = ctx.config
     root = TraceNode()
     active = [Beam(ctx.grammar.initial(), (), (), 0.0, root)]
     finished: list[Beam] = []
     last: list[Beam] = active
+    ledger = Ledger()
     follow_up = any(m["role"] == "tool" for m in since_latest_user(ctx.messages))  # the turn answers results
     for round_ in range(config.max_steps):
         active = [_force(ctx, b) for b in active]
         finished += [b for b in active if b.state.done]
         active = [b for b in active if not b.state.done]
-        if not active or _settled(ctx, finished, active):
+        if not active or _settled(ctx, ledger, finished, active):
             break
         last = active
         if ctx.out_of_time():
@@ -132,6 +130,11 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         nodes: list[TraceNode] = []
         if config.adaptive is not None:
             proposals = [in_doubt(props, config.adaptive) for props in proposals]
+        going = [b.steps for b, props in zip(active, proposals, strict=True) if props]
+        for beam, props in zip(active, proposals, strict=True):
+            if not props and config.forget_dead_calls:
+                ledger.dead_end(beam.steps)
+        ledger.live([*going, *(b.steps for b in finished)])
         guided = config.aggregation == "guided"
         weights = [_weight(config.guidance, b.state, follow_up) if guided else 1.0 for b in active]
         # With an adaptive budget, a state left with one proposal takes it unjudged; under `guided`, a
@@ -142,26 +145,24 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                                 for beam, props, judge in zip(active, proposals, judged, strict=True) if judge])
         for beam, props, judge, weight in zip(active, proposals, judged, weights, strict=True):
             scores: list[float | None] = asked.pop(0) if judge else [None] * len(props)
-            ranks: list[float | None] = scores
-            if guided:
-                ranks = list(guided_scores(scores, [p.logprob for p in props], weight))
-            elif config.aggregation in SIBLING_AGGREGATIONS:
-                ranks = relative_scores(scores)
-            for proposal, score, rank in zip(props, scores, ranks, strict=True):
+            ends = [i for i, p in enumerate(props) if p.action.tag is StepTag.TOTAL_FINISH]
+            siblings = Siblings(config.aggregation, scores, [p.logprob for p in props], weight, next(iter(ends), None))
+            for index, (proposal, score) in enumerate(zip(props, scores, strict=True)):
                 action = proposal.action
                 node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))
                 nodes.append(node)
-                child = beam.extend(ctx, proposal, rank, node)
+                child = beam.extend(ctx, proposal, (siblings, index), node)
                 other = children.get(child.state)
-                if other is None or _key(ctx, child) > _key(ctx, other):
+                if other is None or _key(ctx, ledger, child) > _key(ctx, ledger, other):
                     children[child.state] = child
-        ranked = sorted(children.values(), key=lambda b: _key(ctx, b), reverse=True)
+        ranked = sorted(children.values(), key=lambda b: _key(ctx, ledger, b), reverse=True)
         active = (ranked[: config.num_beams] if config.adaptive is None
-                  else retained(ranked, lambda b: _key(ctx, b)[0], config.num_beams, config.adaptive))
+                  else retained(ranked, lambda b: _key(ctx, ledger, b)[0], config.num_beams, config.adaptive))
         for beam in active:
             beam.node.kept = True
+        ledger.live(b.steps for b in [*finished, *active])
         ctx.notify(round_, nodes)
-    return _result(ctx, finished, last if not finished else [], root)
+    return _result(ctx, ledger, finished, last if not finished else [], root)
 
 
 def greedy_search(ctx: SearchContext) -> SearchResult:
@@ -177,7 +178,7 @@ def greedy_search(ctx: SearchContext) -> SearchResult:
     for round_ in range(config.max_steps):
         beam = _force(ctx, beam)
         if beam.state.done:
-            return _result(ctx, [beam], [], root)
+            return _result(ctx, Ledger(), [beam], [], root)
         if ctx.out_of_time():
             break
         proposals = ctx.propose([beam.state], config.beam_width, 0.0)[0]
@@ -188,7 +189,7 @@ def greedy_search(ctx: SearchContext) -> SearchResult:
             while untried and not untried[-1][1]:
                 untried.pop()
             if not untried:
-                return _result(ctx, [], [beam], root)
+                return _result(ctx, Ledger(), [], [beam], root)
             parent, alternatives = untried[-1]
             choice, node = alternatives.pop(0)
             node.kept = True
@@ -201,4 +202,4 @@ def greedy_search(ctx: SearchContext) -> SearchResult:
         untried.append((beam, list(zip(proposals[1:], nodes[1:], strict=True))))
         beam = beam.extend(ctx, proposals[0], None, nodes[0])
         ctx.notify(round_, nodes)
-    return _result(ctx, [], [beam], root)
+    return _result(ctx, Ledger(), [], [beam], root)

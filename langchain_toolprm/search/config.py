@@ -113,6 +113,11 @@ class SearchConfig(BaseModel):
         -1.0, description="Log-odds added to the policy's preference for ending the call list once it holds a"
         " call, in every strategy that walks the grammar. Negative: the policy must be surer before it stops"
         " (the packaged 0.5B ends lists early; the default is chosen on held-out decisions, docs/benchmarks.md).")
+    forget_dead_calls: bool = Field(
+        False, description="``relative`` and ``guided``: once every beam that followed a next call has died (each"
+        " value it wrote repeats a call already made), price ending the list against the calls left, not against"
+        " that one (`search.siblings`). Off: on held-out cases it won none and lost one answer in text to a list"
+        " of calls run to its end, as greedy writes it (docs/benchmarks.md, session 19).")
     max_calls: int = Field(8, ge=1, description="Most calls in one turn.")
     parallel_tool_calls: bool = Field(True, description="Allow several calls in one turn.")
     repeat_calls: bool = Field(

@@ -72,7 +72,7 @@ def aggregate(scores: Sequence[float], how: Aggregation) -> float:
     return sum(scores) / len(scores)
 
 
-def relative_scores(scores: Sequence[float | None]) -> list[float | None]:
+def relative_scores(scores: Sequence[float | None], alive: Sequence[bool] | None = None) -> list[float | None]:
     """Each candidate's PRM score over the best one's among the candidates of the same state.
 
     A path that takes the PRM's preferred step at every decision then scores 1.0 whatever its
@@ -80,13 +80,17 @@ def relative_scores(scores: Sequence[float | None]) -> list[float | None]:
     stop?" is decided by how the PRM compares the two at that state, not by how many steps (each
     judged below 1.0 by an imperfect PRM) the longer answer still has to take.
 
-    Without a PRM there are no scores (``None``), and nothing to compare: they stay ``None``.
+    Without a PRM there are no scores (``None``), and nothing to compare: they stay ``None``. With
+    ``alive``, only the candidates marked alive set the best (`search.siblings`: a call that cannot be
+    made no longer prices the end of the list beside it).
     """
-    best = max((s for s in scores if s is not None), default=0.0)
+    best = max((s for s, live in zip(scores, _mask(alive, len(scores)), strict=True) if s is not None and live),
+               default=0.0)
     return [None if s is None else s / best if best > 0 else 1.0 for s in scores]
 
 
-def guided_scores(scores: Sequence[float | None], logprobs: Sequence[float], weight: float) -> list[float]:
+def guided_scores(scores: Sequence[float | None], logprobs: Sequence[float], weight: float,
+                  alive: Sequence[bool] | None = None) -> list[float]:
     """`relative_scores` of the policy's probability times the PRM's odds to the power ``weight``.
 
     The policy's probability is the prior and the PRM's odds the evidence (`Guidance`); an unjudged
@@ -95,8 +99,13 @@ def guided_scores(scores: Sequence[float | None], logprobs: Sequence[float], wei
     """
     pooled = [lp + (weight * _logit(s) if s is not None and weight else 0.0)
               for s, lp in zip(scores, logprobs, strict=True)]
-    best = max(pooled, default=0.0)
+    best = max((v for v, live in zip(pooled, _mask(alive, len(pooled)), strict=True) if live), default=0.0)
     return [math.exp(v - best) for v in pooled]
+
+
+def _mask(alive: Sequence[bool] | None, n: int) -> Sequence[bool]:
+    """Which candidates set the best: those alive, or all of them when none is (or no mask is given)."""
+    return alive if alive is not None and any(alive) else [True] * n
 
 
 def _logit(score: float) -> float:
