@@ -104,10 +104,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     Finished beams leave the beam and wait for the final ranking; the search ends when no beam is
     left. Beams that reach the same state merge (the better one stays). A beam with no legal step left
     dies; with ``forget_dead_calls`` a call that led only there stops pricing the end of the list
-    (`search.siblings`). With
-    an adaptive budget, M and N are caps: the PRM judges only the proposals the policy leaves in doubt
-    (one left is taken unjudged, like a forced move), and only beams near the best one's score go on
-    (`search.budget`).
+    (`search.siblings`). With an adaptive budget, M and N are caps: the PRM judges only the proposals
+    the policy leaves in doubt (one left is taken unjudged, like a forced move), and only beams near
+    the best one's score go on (`search.budget`).
     """
     config = ctx.config
     root = TraceNode()

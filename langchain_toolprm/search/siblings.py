@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Aggregation
 from langchain_toolprm.search.engine import guided_scores, relative_scores
@@ -43,11 +44,19 @@ class Siblings:
 
     def rank(self, index: int, alive: Sequence[bool] | None = None) -> float | None:
         """The step's score: against its siblings (those ``alive``) under a sibling aggregation, else the PRM's own."""
+        return (self._ranks(alive) if alive is not None else self._all_ranks)[index]
+
+    @cached_property
+    def _all_ranks(self) -> list[float | None]:
+        """Every candidate against all its siblings: what a path's key reads at almost every step, once."""
+        return self._ranks(None)
+
+    def _ranks(self, alive: Sequence[bool] | None) -> list[float | None]:
         if self.aggregation == "guided":
-            return guided_scores(self.scores, self.logprobs, self.weight, alive)[index]
+            return list(guided_scores(self.scores, self.logprobs, self.weight, alive))
         if self.aggregation in SIBLING_AGGREGATIONS:
-            return relative_scores(self.scores, alive)[index]
-        return self.scores[index]
+            return relative_scores(self.scores, alive)
+        return list(self.scores)
 
 
 Step = tuple[Siblings, int]
