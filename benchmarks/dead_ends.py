@@ -2,10 +2,12 @@
 
 A search under ``--forget-dead-calls`` differs from one without it only where a next call led nowhere
 beside an end of the list (`langchain_toolprm.search.siblings`); everywhere else both make the same
-choices, draw the same samples and answer the same. This wrapper counts, per search, the ends of lists
-priced without a dead call and appends one JSON line per search to ``$DEAD_ENDS_LOG`` (the request's
-start, the count, the calls), so that only the searches with a count need a run without the option to
-compare. Usage: ``DEAD_ENDS_LOG=dead_ends.jsonl python benchmarks/dead_ends.py eval --forget-dead-calls ...``
+choices, draw the same samples and answer the same. This wrapper counts, per search, the times a dead
+call was left out of the price of a list's end (each time a path's score was read: the count says
+whether the option changed a price, not how many ends it priced) and appends one JSON line per search
+to ``$DEAD_ENDS_LOG`` (the request's start, the count, the calls), so that only the searches with a
+count above 0 need a run without the option to compare. Usage:
+``DEAD_ENDS_LOG=dead_ends.jsonl python benchmarks/dead_ends.py eval --forget-dead-calls ...``
 """
 
 from __future__ import annotations

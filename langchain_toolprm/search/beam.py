@@ -86,7 +86,9 @@ def _settled(ctx: SearchContext, ledger: Ledger, finished: list[Beam], active: l
     Under ``min``, ``prod``, ``relative`` and ``guided`` a path's score never rises as it grows, and
     its log-probability (the tie-break) never does either; so once the best finished beam ranks at or
     above every active one, further rounds would only spend compute (a PRM that likes "one more call"
-    would otherwise let the beams run to the call limit).
+    would otherwise let the beams run to the call limit). With ``forget_dead_calls`` a finished
+    path's score can rise, once a call beside its end dies; an active path ends in no list's end, so
+    its score cannot: a rise only settles the search sooner.
     """
     if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", *SIBLING_AGGREGATIONS):
         return False
@@ -129,11 +131,12 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         nodes: list[TraceNode] = []
         if config.adaptive is not None:
             proposals = [in_doubt(props, config.adaptive) for props in proposals]
-        going = [b.steps for b, props in zip(active, proposals, strict=True) if props]
-        for beam, props in zip(active, proposals, strict=True):
-            if not props and config.forget_dead_calls:
-                ledger.dead_end(beam.steps)
-        ledger.live([*going, *(b.steps for b in finished)])
+        if config.forget_dead_calls:
+            for beam, props in zip(active, proposals, strict=True):
+                if not props:
+                    ledger.dead_end(beam.steps)
+            ledger.live([*(b.steps for b, props in zip(active, proposals, strict=True) if props),
+                         *(b.steps for b in finished)])
         guided = config.aggregation == "guided"
         weights = [_weight(config.guidance, b.state, follow_up) if guided else 1.0 for b in active]
         # With an adaptive budget, a state left with one proposal takes it unjudged; under `guided`, a
@@ -144,8 +147,8 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                                 for beam, props, judge in zip(active, proposals, judged, strict=True) if judge])
         for beam, props, judge, weight in zip(active, proposals, judged, weights, strict=True):
             scores: list[float | None] = asked.pop(0) if judge else [None] * len(props)
-            ends = [i for i, p in enumerate(props) if p.action.tag is StepTag.TOTAL_FINISH]
-            siblings = Siblings(config.aggregation, scores, [p.logprob for p in props], weight, next(iter(ends), None))
+            end = next((i for i, p in enumerate(props) if p.action.tag is StepTag.TOTAL_FINISH), None)
+            siblings = Siblings(config.aggregation, scores, [p.logprob for p in props], weight, end)
             for index, (proposal, score) in enumerate(zip(props, scores, strict=True)):
                 action = proposal.action
                 node = beam.node.add(TraceNode(action.tag, action.describe(), proposal.logprob, score, kept=False))
@@ -159,7 +162,8 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                   else retained(ranked, lambda b: _key(ctx, ledger, b)[0], config.num_beams, config.adaptive))
         for beam in active:
             beam.node.kept = True
-        ledger.live(b.steps for b in [*finished, *active])
+        if config.forget_dead_calls:
+            ledger.live(b.steps for b in [*finished, *active])
         ctx.notify(round_, nodes)
     return _result(ctx, ledger, finished, last if not finished else [], root)
 

@@ -88,7 +88,7 @@ class Ledger:
         out = []
         for siblings, index in steps:
             alive = None
-            if index == siblings.finish:
+            if index == siblings.finish and self._dead_ends:
                 alive = [not self._led_nowhere((siblings, i)) for i in range(len(siblings.scores))]
             score = siblings.rank(index, alive)
             if score is not None:
