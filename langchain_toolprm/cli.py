@@ -63,6 +63,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
             help="token limit of a generated answer")
     option(search, SearchConfig, "stop_bias", "--stop-bias", type=float)
     option(search, SearchConfig, "forget_dead_calls", "--forget-dead-calls", action="store_true")
+    option(search, SearchConfig, "greedy_values", "--greedy-values", action=argparse.BooleanOptionalAction)
     for name in Guidance.model_fields:
         option(search, Guidance, name, f"--{name.replace('_', '-')}-weight", type=float,
                help="guided: " + (Guidance.model_fields[name].description or ""))
@@ -90,7 +91,8 @@ def _eval(args: argparse.Namespace) -> int:
         beams=args.beams, widths=args.widths, samples=args.samples,
         search=SearchConfig(seed=args.seed, temperature=args.temperature, aggregation=args.aggregation,
                             max_new_tokens=args.max_new_tokens, stop_bias=args.stop_bias,
-                            forget_dead_calls=args.forget_dead_calls, guidance=guidance,
+                            forget_dead_calls=args.forget_dead_calls, greedy_values=args.greedy_values,
+                            guidance=guidance,
                             adaptive=AdaptiveBudget(policy_mass=args.policy_mass, score_margin=args.score_margin)),
         progress=not args.no_progress,
     )
@@ -173,6 +175,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     option(parser, BenchSettings, "prm", "--prm")
     option(parser, BenchSettings, "beams", "--beams", type=int)
     option(parser, BenchSettings, "widths", "--widths", type=int, nargs="+")
+    option(parser, BenchSettings, "greedy_values", "--greedy-values", action=argparse.BooleanOptionalAction)
     option(parser, BenchSettings, "output", "--output")
     option(parser, BenchSettings, "threads", "--threads", type=int)
     parser.add_argument("--no-progress", action="store_true", help="no line per case on stderr")

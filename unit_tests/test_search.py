@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.formats import FencedJSONFormat
+from langchain_toolprm.lm import Sample
 from langchain_toolprm.search.config import Guidance
 from langchain_toolprm.search.engine import guided_scores
 from langchain_toolprm.tools import to_tool_specs
@@ -166,13 +167,75 @@ class _ModePolicy(TargetPolicy):
         return _SamplesMissTheMode(target_text(self.fmt, self.calls), self.fmt)
 
 
-def test_beam_keeps_the_policy_s_most_likely_value_among_its_samples():
-    """Sampled values may all miss the one greedy writes; beam still has it, and without a PRM's say takes it."""
-    config = SearchConfig(num_beams=2, beam_width=4, aggregation="guided", guidance=Guidance(call=0.0))
+def _city_values(result) -> list[list[str]]:
+    """The value candidates the search weighed for ``city``, per state where it was filled."""
+    return [[c.text for c in n.children] for n in result.trace.walk()
+            if n.tag is StepTag.ARG_NAME and n.text == "argument city"]
+
+
+@pytest.mark.parametrize(("call", "greedy_values", "alone"), [(0.0, True, True), (0.0, False, False),
+                                                            (1.0, True, False)])
+def test_beam_keeps_the_policy_s_most_likely_value(call, greedy_values, alone):
+    """Sampled values may all miss the one greedy writes; beam still has it.
+
+    With ``greedy_values``, where the PRM has no say inside a call, the likeliest value is the only
+    candidate and no samples are drawn; elsewhere the samples are weighed beside it.
+    """
+    config = SearchConfig(num_beams=2, beam_width=4, aggregation="guided", guidance=Guidance(call=call),
+                          greedy_values=greedy_values)
     result = run_search(Q, TOOLS, policy=_ModePolicy(TARGET), prm=RulePRM(), config=config)
     assert result.calls == TARGET
-    values = [n.text for n in result.trace.walk() if n.tag is StepTag.ARG_VALUE]
-    assert any("zzz" in v for v in values)  # the samples were there too
+    weighed = _city_values(result)
+    assert ['value "Paris"'] in weighed if alone else any('value "Paris"' in v and len(v) > 1 for v in weighed)
+    assert all(len(v) == 1 for v in weighed) == alone
+
+
+class _CountsBatches(TargetSession):
+    """Records the temperature of every decoding batch and whether it held greedy rows."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches: list[tuple[float, bool]] = []
+
+    def sample_many(self, requests, *, temperature):
+        self.batches.append((temperature, any(r.greedy for r in requests)))
+        return super().sample_many(requests, temperature=temperature)
+
+
+def test_the_likeliest_value_is_decoded_in_the_samples_batch():
+    """One decoding pass per round of values: the likeliest value's rows ride with the samples."""
+    session = _CountsBatches(target_text(TargetPolicy(TARGET).fmt, TARGET), TargetPolicy(TARGET).fmt)
+
+    class _Policy(TargetPolicy):
+        def session(self, messages, specs, *, seed=None):
+            return session
+
+    result = run_search(Q, TOOLS, policy=_Policy(TARGET), prm=RulePRM(),
+                        config=SearchConfig(guidance=Guidance(call=1.0)))
+    assert result.calls == TARGET
+    assert session.batches and all(t == 0.8 and greedy for t, greedy in session.batches)
+
+
+class _ModeDoesNotFit(TargetSession):
+    """Decoded at temperature 0 a value is not JSON; sampled, it is the target's."""
+
+    def sample(self, assistant_text, n, *, temperature, max_new_tokens, stop=None):
+        if stop is not None and temperature == 0:
+            return [Sample(" oops", (3,), -0.1, True)] * n
+        return super().sample(assistant_text, n, temperature=temperature, max_new_tokens=max_new_tokens, stop=stop)
+
+
+class _UnfitModePolicy(TargetPolicy):
+    def session(self, messages, specs, *, seed=None):
+        return _ModeDoesNotFit(target_text(self.fmt, self.calls), self.fmt)
+
+
+def test_a_likeliest_value_that_does_not_fit_is_replaced_by_samples():
+    """Where the PRM has no say the search takes the likeliest value alone, unless it fails its schema."""
+    result = run_search(Q, TOOLS, policy=_UnfitModePolicy(TARGET), prm=RulePRM(),
+                        config=SearchConfig(greedy_values=True))
+    assert result.calls == TARGET
+    assert any(len(v) > 1 for v in _city_values(result))  # M samples, where the one decoded value failed
 
 
 class _WantsARepeat(TargetPolicy):

@@ -297,6 +297,19 @@ def test_sample_many_keeps_each_draws_random_source(lm):
         [[s.token_ids for s in samples] for samples in alone]
 
 
+def test_greedy_rows_ride_in_a_sampling_batch_without_changing_its_draws(lm):
+    """A greedy draw decoded with sampled ones is the temperature-0 decode, and the samples are unchanged."""
+    base = lm.prefix("<|im_start|>user\nwhat is 12 times 7?<|im_end|>\n<|im_start|>assistant\n")
+
+    def sampled():
+        return Draw(base, 3, 10, generator=torch.Generator().manual_seed(3))
+
+    together = lm.sample_many([Draw(base, 1, 10, greedy=True), sampled()], temperature=1.5)
+    (mode,) = lm.sample(base, 1, temperature=0.0, max_new_tokens=10)
+    assert together[0][0].token_ids == mode.token_ids
+    assert [s.token_ids for s in together[1]] == [s.token_ids for s in lm.sample_many([sampled()], temperature=1.5)[0]]
+
+
 @pytest.mark.parametrize("strategy", ["beam", "greedy", "unconstrained", "best_of_n", "majority"])
 def test_every_strategy_runs_on_a_real_model(tiny_policy, strategy):
     config = SearchConfig(strategy=strategy, num_beams=2, beam_width=3, num_samples=3, max_new_tokens=24,

@@ -47,6 +47,9 @@ class BenchSettings(BaseModel):
     prm: str = Field("default", description="PRM reference for the beam runs")
     beams: int = Field(2, ge=1, description="N of the beam runs (beams kept)")
     widths: list[int] = Field(default_factory=lambda: [4, 8], description="M of each beam run (candidates per beam)")
+    greedy_values: bool = Field(SearchConfig.model_fields["greedy_values"].default,
+                                description="the beam runs' " + (SearchConfig.model_fields["greedy_values"].description
+                                                                 or ""))
     output: str | None = Field(None, description="JSON file for the settings, memory and per-case figures")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's, or $OMP_NUM_THREADS)")
 
@@ -54,7 +57,7 @@ class BenchSettings(BaseModel):
         """Greedy for ``None``, else beam at N=`beams`, M=``width``; the rest the library's defaults."""
         if width is None:
             return SearchConfig(strategy="greedy")
-        return SearchConfig(strategy="beam", num_beams=self.beams, beam_width=width)
+        return SearchConfig(strategy="beam", num_beams=self.beams, beam_width=width, greedy_values=self.greedy_values)
 
 
 def _rss_mb(field: str) -> float:

@@ -183,10 +183,11 @@ class CausalLM(JudgingLM):
                     allowed = mask_rows(allowed, [matchers[slots[s]] if s in running_set else None
                                                   for s in range(len(slots))])
                 chosen = allowed.argmax(dim=-1)
-                if temperature > 0:  # draw for running rows only: a row's random stream is its own
-                    index = torch.tensor(running)
+                drawn = [s for s in running if not draws[owners[slots[s]]].greedy] if temperature > 0 else []
+                if drawn:  # draw for running sampled rows only: a row's random stream is its own
+                    index = torch.tensor(drawn)
                     probs = torch.softmax(allowed[index] / temperature, dim=-1)
-                    chosen[index] = self._multinomial(probs, [sources[slots[slot]] for slot in running])
+                    chosen[index] = self._multinomial(probs, [sources[slots[slot]] for slot in drawn])
                 keep: list[int] = []
                 for slot in running:
                     row = slots[slot]

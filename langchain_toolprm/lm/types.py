@@ -98,6 +98,9 @@ class Draw:
             mass that "answer in text" was scored by. Such a row may not end before it has written
             something either (an empty answer answers nothing), and writes no chat-control token
             (``<|im_start|>``: the 0.5B opened its answer with one, then wrote its call).
+        greedy: These rows take the most likely token whatever the batch's temperature (`SampleRequest`);
+            they draw nothing from the random source, so the sampled rows' draws are what they would be
+            without them.
 
     """
 
@@ -108,6 +111,7 @@ class Draw:
     generator: torch.Generator | None = None
     grammar: ValueGrammar | None = None
     ban_first: tuple[str, ...] = ()
+    greedy: bool = False
 
 
 class ContextLengthError(ValueError):

@@ -32,6 +32,8 @@ class SampleRequest:
         stop: Decides when a sample is finished (``None``: at the end of the turn).
         schema: The JSON schema of the value being sampled; a policy that can constrain decoding to it
             (a local model with llguidance) samples only valid values, others ignore it.
+        greedy: Decode at temperature 0 whatever the batch's temperature: the policy's most likely value
+            then rides in the batch that samples the others, one decoding pass for both.
 
     """
 
@@ -40,6 +42,7 @@ class SampleRequest:
     max_new_tokens: int
     stop: StopFn | None = None
     schema: Mapping[str, Any] | None = None
+    greedy: bool = False
 
 
 class PolicySession(ABC):
@@ -101,7 +104,8 @@ class PolicySession(ABC):
         This default answers them one by one, for policies that cannot batch.
         """
         return [
-            self.sample(r.text, r.n, temperature=temperature, max_new_tokens=r.max_new_tokens, stop=r.stop)
+            self.sample(r.text, r.n, temperature=0.0 if r.greedy else temperature, max_new_tokens=r.max_new_tokens,
+                        stop=r.stop)
             for r in requests
         ]
 

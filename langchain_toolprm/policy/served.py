@@ -100,7 +100,8 @@ class ServedSession(PolicySession):
 
     def draw(self, request: SampleRequest, temperature: float) -> _Sampling:
         """The coroutine that samples one request (its seed is taken now, in request order)."""
-        return self._draw(request.text, request.n, temperature, request.max_new_tokens, request.stop, request.schema)
+        return self._draw(request.text, request.n, 0.0 if request.greedy else temperature, request.max_new_tokens,
+                          request.stop, request.schema)
 
     def _draw(self, text: str, n: int, temperature: float, max_new_tokens: int, stop: StopFn | None,
               schema: Mapping[str, Any] | None = None) -> _Sampling:

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def _draw(lm: CausalLM, base: Prefix, request: SampleRequest, generator: Any) -> Draw:
     """A decoding request on a cached prefix; a value's schema becomes its token grammar."""
     grammar = lm.value_grammar(request.schema) if request.schema is not None else None
-    return Draw(base, request.n, request.max_new_tokens, request.stop, generator, grammar)
+    return Draw(base, request.n, request.max_new_tokens, request.stop, generator, grammar, greedy=request.greedy)
 
 
 class TransformersPolicy(TemplatePolicy[CausalLM]):

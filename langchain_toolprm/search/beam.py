@@ -126,7 +126,10 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         last = active
         if ctx.out_of_time():
             break
-        proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature, mode=True)
+        guided = config.aggregation == "guided"
+        weights = [_weight(config.guidance, b.state, follow_up) if guided else 1.0 for b in active]
+        proposals = ctx.propose([b.state for b in active], config.beam_width, config.temperature, mode=True,
+                                mode_only=[config.greedy_values and weight == 0 for weight in weights])
         children: dict[GrammarState, Beam] = {}
         nodes: list[TraceNode] = []
         if config.adaptive is not None:
@@ -137,8 +140,6 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                     ledger.dead_end(beam.steps)
             ledger.live([*(b.steps for b, props in zip(active, proposals, strict=True) if props),
                          *(b.steps for b in finished)])
-        guided = config.aggregation == "guided"
-        weights = [_weight(config.guidance, b.state, follow_up) if guided else 1.0 for b in active]
         # With an adaptive budget, a state left with one proposal takes it unjudged; under `guided`, a
         # decision whose PRM weight is 0 is the policy's alone.
         judged = [(config.adaptive is None or len(props) != 1) and weight > 0

@@ -118,6 +118,10 @@ class SearchConfig(BaseModel):
         " value it wrote repeats a call already made), price ending the list against the calls left, not against"
         " that one (`search.siblings`). Off: on held-out cases it won none and lost one answer in text to a list"
         " of calls run to its end, as greedy writes it (docs/benchmarks.md, session 19).")
+    greedy_values: bool = Field(
+        False, description="``guided``: a free value the PRM has no say in (weight 0) is the policy's likeliest"
+        " one alone, as greedy writes it, sampled only if it does not fit its schema. Off, M samples are drawn"
+        " beside it and the policy's probability of each whole value ranks them (docs/benchmarks.md, session 20).")
     max_calls: int = Field(8, ge=1, description="Most calls in one turn.")
     parallel_tool_calls: bool = Field(True, description="Allow several calls in one turn.")
     repeat_calls: bool = Field(

@@ -157,20 +157,23 @@ class SearchContext:
         return self.policy.format.render(state)
 
     # -- proposing ------------------------------------------------------------------------------
-    def propose(self, states: Sequence[GrammarState], width: int, temperature: float, *, mode: bool = False
-                ) -> list[list[Proposal]]:
+    def propose(self, states: Sequence[GrammarState], width: int, temperature: float, *, mode: bool = False,
+                mode_only: Sequence[bool] = ()) -> list[list[Proposal]]:
         """Up to ``width`` proposals per state, best first by the policy's log-probability.
 
         Enumerated decisions of all states share one forward pass; free values of all states are
         sampled in one decoding batch. With ``mode``, the policy's most likely value (decoded at
         temperature 0, one batch more) is a candidate beside the samples: samples alone may miss it,
         and a search whose PRM has no say inside a call (`Guidance`) should not write a less likely
-        value than greedy would.
+        value than greedy would. A state marked in ``mode_only`` takes that value alone, as greedy
+        does, and is sampled only if it does not fit: where nothing but the policy ranks the values,
+        a less likely sample can win only after the likeliest fails, and drawing M of them at every
+        value would cost a beam more than greedy for that alone.
         """
-        return self.propose_with(states, width, temperature, mode=mode)[0]
+        return self.propose_with(states, width, temperature, mode=mode, mode_only=mode_only)[0]
 
     def propose_with(self, states: Sequence[GrammarState], width: int, temperature: float,
-                     extra: Sequence[SampleRequest] = (), *, mode: bool = False
+                     extra: Sequence[SampleRequest] = (), *, mode: bool = False, mode_only: Sequence[bool] = ()
                      ) -> tuple[list[list[Proposal]], list[list[Sample]]]:
         """`propose`, with ``extra`` sample requests decoded in the same batch as the values.
 
@@ -180,10 +183,11 @@ class SearchContext:
             The proposals per state, and the samples per extra request.
 
         """
-        return run_rounds(self.propose_rounds(states, width, temperature, extra, mode=mode), self.policy.sample_many)
+        return run_rounds(self.propose_rounds(states, width, temperature, extra, mode=mode, mode_only=mode_only),
+                          self.policy.sample_many)
 
     def propose_rounds(self, states: Sequence[GrammarState], width: int, temperature: float,
-                       extra: Sequence[SampleRequest] = (), *, mode: bool = False
+                       extra: Sequence[SampleRequest] = (), *, mode: bool = False, mode_only: Sequence[bool] = ()
                        ) -> SampleRounds[tuple[list[list[Proposal]], list[list[Sample]]]]:
         """`propose_with` as a coroutine that hands its decoding out.
 
@@ -194,7 +198,8 @@ class SearchContext:
         decisions = [self.grammar.decision(s) for s in states]
         enumerated = self._enumerate([(s, d.actions) for s, d in zip(states, decisions, strict=True) if not d.free])
         free = [(i, s, d.value_schema or {}) for i, (s, d) in enumerate(zip(states, decisions, strict=True)) if d.free]
-        values, extra_samples = yield from self._sample_values(free, width, temperature, extra, mode)
+        only = {i for i, flag in enumerate(mode_only) if flag}
+        values, extra_samples = yield from self._sample_values(free, width, temperature, extra, mode, only)
         out = []
         for i in range(len(states)):
             found = values.pop(i) if i in values else enumerated.pop(0)
@@ -236,41 +241,43 @@ class SearchContext:
         return _Plan(actions, items, calls=calls, finish=finish, stop_bias=self.config.stop_bias)
 
     def _sample_values(self, free: list[tuple[int, GrammarState, Mapping[str, Any]]], width: int, temperature: float,
-                       extra: Sequence[SampleRequest], mode: bool
+                       extra: Sequence[SampleRequest], mode: bool, only: set[int]
                        ) -> SampleRounds[tuple[dict[int, list[Proposal]], list[list[Sample]]]]:
         """Sampled, read, validated and de-duplicated values per free state (keyed by its index).
 
-        With ``mode``, the value decoded at temperature 0 joins each state's samples (`propose`). A
-        state whose samples are all invalid gets one more batch at temperature 1 or more, where a
+        With ``mode``, the value decoded at temperature 0 joins each state's samples (`propose`), decoded
+        in the samples' batch; the states in ``only`` take it alone, and are sampled only if it does not
+        fit. A state whose samples are all invalid gets one more batch at temperature 1 or more, where a
         too-confident model may find a value that fits the schema.
         """
         found: dict[int, list[Proposal]] = {}
         extra_samples: list[list[Sample]] = [[] for _ in extra]
-        modes: dict[int, list[Sample]] = {}
-        if mode and temperature > 0 and free:
-            requests = [SampleRequest(self.text(state), 1, self.config.max_value_tokens, value_end, schema)
-                        for _, state, schema in free]
-            batches = yield requests, 0.0
-            modes = {index: samples for (index, _, _), samples in zip(free, batches, strict=True)}
+        modes = [f for f in free if f[0] in only or (mode and temperature > 0)]
+        pending = [f for f in free if f[0] not in only]
         n = 1 if temperature == 0 else width
-        pending = free
         for attempt, attempt_temperature in enumerate((temperature, max(temperature, 1.0))):
-            if not pending and (attempt or not extra):
+            if not pending and not modes and (attempt or not extra):
                 break
+            greedy = [SampleRequest(self.text(state), 1, self.config.max_value_tokens, value_end, schema, greedy=True)
+                      for _, state, schema in modes]
             requests = [SampleRequest(self.text(state), n, self.config.max_value_tokens, value_end, schema)
                         for _, state, schema in pending]
             riders = list(extra) if attempt == 0 else []
-            batches = yield requests + riders, attempt_temperature
+            batches = yield greedy + requests + riders, attempt_temperature
+            decoded = {index: samples for (index, _, _), samples in zip(modes, batches, strict=False)}
+            sampled = batches[len(greedy) : len(greedy) + len(requests)]
             if riders:
-                extra_samples = batches[len(requests):]
+                extra_samples = batches[len(greedy) + len(requests) :]
+            tried = [*((f, decoded[f[0]]) for f in modes if f[0] in only),
+                     *((f, [*decoded.get(f[0], []), *samples]) for f, samples in zip(pending, sampled, strict=True))]
             retry = []
-            for (index, state, schema), samples in zip(pending, batches, strict=False):
-                proposals = self._read_values(state, schema, [*modes.pop(index, []), *samples])
+            for (index, state, schema), samples in tried:
+                proposals = self._read_values(state, schema, samples)
                 if proposals:
                     found[index] = proposals
                 else:
                     retry.append((index, state, schema))
-            pending, n = retry, max(n, width)
+            modes, pending, n = [], retry, max(n, width)
         for index, *_ in pending:
             found[index] = []
         return found, extra_samples
