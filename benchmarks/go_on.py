@@ -22,20 +22,15 @@ from statistics import median
 from typing import Any
 
 from langchain_toolprm import load_policy
+from langchain_toolprm.data.sources import reference_calls
 from langchain_toolprm.evaluation import load_bfcl
 from langchain_toolprm.formats import FencedJSONFormat
 from langchain_toolprm.messages import to_chat_messages
+from langchain_toolprm.policy.base import PolicySession
 from langchain_toolprm.tools import ToolSchemaError, to_tool_specs
 
 
-def _first_call(ground_truth: list[dict[str, Any]]) -> str:
-    """The reference's first call as compact JSON (its first accepted value of each argument)."""
-    name, options = next(iter(ground_truth[0].items()))
-    arguments = {k: v[0] for k, v in options.items() if v and v[0] != ""}
-    return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
-
-
-def p_more(session: Any, text: str, more: str, end: str) -> float:
+def p_more(session: PolicySession, text: str, more: str, end: str) -> float:
     """P(more) over P(more) + P(end), both read after ``text`` by the policy."""
     lp_more, lp_end = (sum(x) for x in session.token_logprobs([(text, more), (text, end)]))
     return 1.0 / (1.0 + math.exp(lp_end - lp_more))
@@ -49,7 +44,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     policy = load_policy(args.policy)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for case in load_bfcl(args.data, args.categories):
         if not case.ground_truth:
             continue
@@ -63,7 +58,9 @@ def main() -> None:
         if not isinstance(fmt, FencedJSONFormat):
             print(f"{case.id}: the policy chose {fmt.name}, not fenced JSON; skipped")
             continue
-        first, eot = _first_call(case.ground_truth), fmt.end_of_turn
+        # The reference's first call as the grammar writes it (`reference_calls`: each argument's first accepted value).
+        first = json.dumps(reference_calls(case.ground_truth, specs)[0], ensure_ascii=False)
+        eot = fmt.end_of_turn
         one_fence = p_more(session, "```json\n" + first, fmt.branch(1), fmt.list_close() + eot)
         per_call = p_more(session, "```json\n" + first + "\n```", "\n```json", eot)
         rows.append({"id": case.id, "reference_calls": len(case.ground_truth), "p_more_one_fence": round(one_fence, 4),
