@@ -120,8 +120,9 @@ class SearchConfig(BaseModel):
         " of calls run to its end, as greedy writes it (docs/benchmarks.md, session 19).")
     greedy_values: bool = Field(
         False, description="``guided``: a free value the PRM has no say in (weight 0) is the policy's likeliest"
-        " one alone, as greedy writes it, sampled only if it does not fit its schema. Off, M samples are drawn"
-        " beside it and the policy's probability of each whole value ranks them (docs/benchmarks.md, session 20).")
+        " one alone, as greedy writes it, sampled only if it does not fit its schema: beam then decodes less and"
+        " sooner. Off, M samples are drawn beside it and the policy's probability of each whole value ranks them; on"
+        " held-out cases a sample beat greedy's value once, and the option won none (docs/benchmarks.md, session 20).")
     max_calls: int = Field(8, ge=1, description="Most calls in one turn.")
     parallel_tool_calls: bool = Field(True, description="Allow several calls in one turn.")
     repeat_calls: bool = Field(
