@@ -5,7 +5,7 @@
 # Two chains of evals run at once (one per core, one torch thread each) and share the result folder.
 # Usage: benchmarks/budget_sweep.sh [OUTPUT] [CASES]   (DATA=../shared/data/bfcl_v4 by default)
 set -euo pipefail
-out=${1:-benchmarks/results/sweep/bfcl_nonlive_6}
+out=${1:-benchmarks/results/sweep/guided_nonlive_6}
 cases=${2:-6}
 data=${DATA:-../shared/data/bfcl_v4}
 eval=(toolprm eval --data "$data" --categories simple_python multiple parallel parallel_multiple irrelevance
