@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import get_args
 
-from langchain_toolprm.cli_options import Command, option, set_threads, threads_argument
+from langchain_toolprm.cli_options import Command, option, probability_or_none, set_threads, threads_argument
 from langchain_toolprm.cli_prm import PRM_COMMANDS
 from langchain_toolprm.demo import DemoSettings
 from langchain_toolprm.evaluation.bench import BenchSettings
@@ -64,9 +64,11 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     option(search, SearchConfig, "stop_bias", "--stop-bias", type=float)
     option(search, SearchConfig, "forget_dead_calls", "--forget-dead-calls", action="store_true")
     option(search, SearchConfig, "greedy_values", "--greedy-values", action=argparse.BooleanOptionalAction)
-    for name in Guidance.model_fields:
+    for name in Guidance.WEIGHTS:
         option(search, Guidance, name, f"--{name.replace('_', '-')}-weight", type=float,
                help="guided: " + (Guidance.model_fields[name].description or ""))
+    option(search, Guidance, "policy_sure", "--policy-sure", type=probability_or_none,
+           help="guided: " + (Guidance.model_fields["policy_sure"].description or "") + " ('none': always asked)")
     option(search, AdaptiveBudget, "policy_mass", "--policy-mass", type=float,
            help="beam_adaptive: " + (AdaptiveBudget.model_fields["policy_mass"].description or ""))
     option(search, AdaptiveBudget, "score_margin", "--score-margin", type=float,
@@ -84,7 +86,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
 
-    guidance = Guidance(**{name: getattr(args, f"{name}_weight") for name in Guidance.model_fields})
+    guidance = Guidance(**{name: getattr(args, f"{name}_weight") for name in Guidance.WEIGHTS},
+                        policy_sure=args.policy_sure)
     config = EvalConfig(
         data=args.data, answers=args.answers, categories=args.categories, limit=args.limit,
         output=args.output, policy=args.policy, prm=args.prm, strategies=args.strategies,
@@ -176,6 +179,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     option(parser, BenchSettings, "beams", "--beams", type=int)
     option(parser, BenchSettings, "widths", "--widths", type=int, nargs="+")
     option(parser, BenchSettings, "greedy_values", "--greedy-values", action=argparse.BooleanOptionalAction)
+    option(parser, BenchSettings, "policy_sure", "--policy-sure", type=probability_or_none)
     option(parser, BenchSettings, "output", "--output")
     option(parser, BenchSettings, "threads", "--threads", type=int)
     parser.add_argument("--no-progress", action="store_true", help="no line per case on stderr")

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["Command", "option", "parameter_default", "set_threads", "thread_count", "threads_argument"]
+__all__ = ["Command", "option", "parameter_default", "probability_or_none", "set_threads", "thread_count",
+           "threads_argument"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ def option(parser: argparse._ActionsContainer, model: type[BaseModel], name: str
     info = model.model_fields[name]
     kwargs.setdefault("help", info.description)
     parser.add_argument(*flags, default=info.get_default(call_default_factory=True), **kwargs)
+
+
+def probability_or_none(text: str) -> float | None:
+    """An option's value that may be ``none`` (the setting off), else a number: ``--policy-sure none``."""
+    return None if text.strip().lower() == "none" else float(text)
 
 
 def parameter_default(function: Callable[..., Any], name: str) -> Any:

@@ -21,9 +21,13 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from langchain_toolprm import SearchConfig, ToolPRMChatModel, ToolSchemaError, components
+from langchain_toolprm.search.config import Guidance
 from langchain_toolprm.tracing import RESULT_EVENT, STEP_EVENT
 
-FAST = {"num_beams": 1, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8}
+# The PRM is asked at every decision: a tiny random policy is often sure, and these tests drive the
+# agent with scripted PRMs.
+FAST = {"num_beams": 1, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8,
+        "guidance": Guidance(policy_sure=None)}
 
 
 @tool

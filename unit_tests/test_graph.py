@@ -12,8 +12,12 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
 from langchain_toolprm import ToolPRMChatModel, ToolPRMNode, create_toolprm_agent
+from langchain_toolprm.search.config import Guidance
 
-FAST = {"num_beams": 2, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8}
+# The PRM is asked at every decision: a tiny random policy is often sure, and these tests drive the
+# agent with scripted PRMs.
+FAST = {"num_beams": 2, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8,
+        "guidance": Guidance(policy_sure=None)}
 CALLS: list[dict[str, Any]] = []
 
 

@@ -13,8 +13,12 @@ from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from langchain_toolprm import ToolPRMChatModel, ToolPRMMiddleware
+from langchain_toolprm.search.config import Guidance
 
-FAST = {"num_beams": 2, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8}
+# The PRM is asked at every decision: a tiny random policy is often sure, and these tests drive the
+# agent with scripted PRMs.
+FAST = {"num_beams": 2, "beam_width": 2, "max_value_tokens": 8, "max_tokens": 8,
+        "guidance": Guidance(policy_sure=None)}
 
 
 @tool

@@ -27,6 +27,7 @@ from langchain_toolprm.lm import Sample, StopFn, Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import Policy, PolicySession
 from langchain_toolprm.prm.rules import RulePRM
+from langchain_toolprm.search.config import Guidance
 from langchain_toolprm.tools import ToolSpec
 
 # --------------------------------------------------------------------------------------------------
@@ -184,7 +185,8 @@ def test_loads_default_categories_from_a_folder(bfcl_dir: Path) -> None:
 def test_eval_writes_predictions_manifest_and_summary(bfcl_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     policy = FakePolicy(ANSWERS)
-    summary = run_eval(_config(bfcl_dir, out), policy=policy, prm=RulePRM())
+    # the fake policy is sure of every step: the PRM is asked anyway, so that its cost is counted
+    summary = run_eval(_config(bfcl_dir, out, guidance=Guidance(policy_sure=None)), policy=policy, prm=RulePRM())
     written = sorted(p.name for p in out.iterdir() if p.name != ".lock")
     assert written == ["beam_N1_M2.jsonl", "beam_N2_M2.jsonl", "greedy.jsonl",
                        "manifest.json", "summary.json"]

@@ -33,7 +33,7 @@ TARGET = [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]
 
 def test_beam_finds_the_policy_target_with_trace_and_cost():
     result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=RulePRM(),
-                        config=SearchConfig(num_beams=2, beam_width=4))
+                        config=SearchConfig(num_beams=2, beam_width=4, guidance=Guidance(policy_sure=None)))
     assert result.calls == TARGET and result.finished
     assert {StepTag.FUNC_NAME, StepTag.ARG_NAME, StepTag.ARG_VALUE, StepTag.ARG_END, StepTag.FUNC_END,
             StepTag.TOTAL_FINISH} <= result.trace.tags()
@@ -152,6 +152,18 @@ def test_after_tool_results_the_prm_decides_whether_to_answer(follow_up, guidanc
     result = run_search(messages, TOOLS, policy=TargetPolicy(TARGET), prm=_AnswerLeaningPRM(),
                         config=SearchConfig(guidance=guidance))
     assert result.finished and (result.calls == []) == answers
+
+
+@pytest.mark.parametrize(("guidance", "asked"), [
+    (Guidance(), False),  # the policy is sure of its first step (0.95 or more): its choice stands
+    (Guidance(policy_sure=None), True),  # asked at every weighted decision
+    (Guidance(answer=2.0), True),  # a weight above 1 lets the PRM decide: asked however sure the policy is
+])
+def test_the_prm_is_not_asked_where_the_policy_is_sure(guidance, asked):
+    result = run_search(Q, TOOLS, policy=TargetPolicy(TARGET), prm=RulePRM(), config=SearchConfig(guidance=guidance))
+    assert result.calls == TARGET
+    assert result.trace.children and all((n.score is not None) == asked for n in result.trace.children)
+    assert (result.cost.prm_candidates > 0) == asked
 
 
 class _SamplesMissTheMode(TargetSession):

@@ -333,6 +333,22 @@ def test_seeded_search_is_reproducible(tiny_policy):
     assert a.calls == b.calls
 
 
+def test_a_prm_never_asked_reads_nothing(lm):
+    """The PRM's context is encoded at its first judgement: a turn that leaves every decision to the policy
+    (here `answer` 0, with no call asked for) costs the PRM no token."""
+    from langchain_toolprm.grammar import Action, Grammar
+    from langchain_toolprm.search.config import Guidance
+
+    prm, specs = GenerativePRM(lm), to_tool_specs(TOOLS)
+    session = prm.session([{"role": "user", "content": Q}], specs)
+    assert session.usage.tokens == 0
+    session.score_many([((), Grammar(specs).initial(), [Action(StepTag.FUNC_NAME, name="get_weather")])])
+    assert session.usage.tokens > 0
+    config = SearchConfig(num_beams=2, beam_width=2, max_value_tokens=8, guidance=Guidance(answer=0.0))
+    result = run_search(Q, TOOLS, policy=TransformersPolicy(lm), prm=prm, config=config)
+    assert result.cost.prm_tokens == 0 and result.cost.prm_candidates == 0
+
+
 def test_generative_prm_scores_in_unit_interval(tiny_model_dir):
     lm = CausalLM.from_pretrained(str(tiny_model_dir))
     if lm.single_token_id(" +") is None or lm.single_token_id(" -") is None:

@@ -304,6 +304,33 @@ def test_training_continues_from_a_trained_adapter(data_dir: Path, tiny_model_di
                   progress=False)
 
 
+def test_a_context_prm_starts_from_an_adapter_of_the_first_format(data_dir: Path, tiny_model_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """``init`` across prompt formats is a warm start: the weights carry over, the meta names both formats."""
+    from safetensors.torch import load_file
+
+    from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
+    from langchain_toolprm.prm.prompt import PROMPT_VERSION
+
+    first = tmp_path / "first"
+    train_prm(TrainConfig(data=data_dir, out=first, base=str(tiny_model_dir), max_steps=2, batch_size=2,
+                          lora_layers=1, lr=5e-2), progress=False)
+    context = tmp_path / "context"
+    train_prm(TrainConfig(data=data_dir, out=context, base=str(tiny_model_dir), init=str(first), prompt="policy",
+                          max_steps=1, batch_size=2, lr=1e-12, warmup_ratio=0.0), progress=False)
+    meta = json.loads((context / "toolprm_prm.json").read_text())
+    assert (meta["prompt_version"], meta["init_prompt_version"]) == (CONTEXT_PROMPT_VERSION, PROMPT_VERSION)
+    before = load_file(str(first / "adapter_model.safetensors"))
+    after = load_file(str(context / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch_allclose(before[k], after[k]) for k in before)
+    meta_file = first / "toolprm_prm.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "prompt_version": "toolprm-prompt-v0"}))
+    with pytest.raises(ValueError, match="toolprm-prompt-v0"):
+        train_prm(TrainConfig(data=data_dir, out=tmp_path / "old", base=str(tiny_model_dir), init=str(first),
+                              max_steps=1), progress=False)
+
+
 def torch_allclose(a: Any, b: Any) -> bool:
     import torch
 

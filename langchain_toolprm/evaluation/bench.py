@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_toolprm.models.registry import DEFAULT_POLICY
-from langchain_toolprm.search.config import SearchConfig
+from langchain_toolprm.search.config import Guidance, SearchConfig
 
 if TYPE_CHECKING:
     from langchain_toolprm.evaluation.cases import EvalCase
@@ -50,6 +50,9 @@ class BenchSettings(BaseModel):
     greedy_values: bool = Field(SearchConfig.model_fields["greedy_values"].default,
                                 description="the beam runs' " + (SearchConfig.model_fields["greedy_values"].description
                                                                  or ""))
+    policy_sure: float | None = Field(Guidance.model_fields["policy_sure"].default, gt=0.5, le=1.0,
+                                      description="the beam runs' " + (Guidance.model_fields["policy_sure"].description
+                                                                       or ""))
     output: str | None = Field(None, description="JSON file for the settings, memory and per-case figures")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's, or $OMP_NUM_THREADS)")
 
@@ -57,7 +60,8 @@ class BenchSettings(BaseModel):
         """Greedy for ``None``, else beam at N=`beams`, M=``width``; the rest the library's defaults."""
         if width is None:
             return SearchConfig(strategy="greedy")
-        return SearchConfig(strategy="beam", num_beams=self.beams, beam_width=width, greedy_values=self.greedy_values)
+        return SearchConfig(strategy="beam", num_beams=self.beams, beam_width=width, greedy_values=self.greedy_values,
+                            guidance=Guidance(policy_sure=self.policy_sure))
 
 
 def _rss_mb(field: str) -> float:

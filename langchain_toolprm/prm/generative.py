@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from langchain_toolprm.grammar import Action, GrammarState
@@ -106,8 +107,8 @@ class GenerativePRM(LabelPRM[CausalLM]):
 
     def session(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec]) -> PRMSession:
         usage = Usage()
-        root = self.lm.prefix(render_context(messages, specs), usage)
-        return _GenerativeSession(self, PrefixCache(self.lm, root, usage), usage)
+        context = render_context(messages, specs)
+        return _GenerativeSession(self, lambda: PrefixCache(self.lm, self.lm.prefix(context, usage), usage), usage)
 
 
 class LabelSession(PRMSession):
@@ -139,10 +140,20 @@ class LabelSession(PRMSession):
 
 
 class _GenerativeSession(LabelSession):
-    def __init__(self, prm: GenerativePRM, cache: PrefixCache, usage: Usage):
+    """One conversation's steps, judged on the model's cache of its context.
+
+    The context is encoded when a step is first judged: a search that leaves every decision to the
+    policy (`Guidance`) costs the PRM nothing.
+    """
+
+    def __init__(self, prm: GenerativePRM, encode: Callable[[], PrefixCache], usage: Usage):
         self.prm = prm
-        self.cache = cache
+        self._encode = encode
         self.usage = usage
+
+    @cached_property
+    def cache(self) -> PrefixCache:
+        return self._encode()
 
     def _scores(self, history: str, steps: Sequence[str]) -> list[float]:
         return self._judged([(history, steps)])[0]

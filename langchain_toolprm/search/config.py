@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,10 +36,15 @@ class Guidance(BaseModel):
     stop?" worse, where its odds only take right answers away (docs/benchmarks.md, session 18,
     ``benchmarks/decisions.py``). After tool results the packaged policy, shown tools, wants another
     call almost always, and the PRM tells the answer apart on held-out steps (`toolprm eval-prm`,
-    "first step after tool results"): there the PRM decides.
+    "first step after tool results"): there the PRM decides. Where a weight of at most 1 meets a policy
+    already sure of one candidate (``policy_sure``), the PRM's odds changed no held-out answer, so it is
+    not asked: most turns then cost the PRM nothing.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    WEIGHTS: ClassVar[tuple[str, ...]] = ("answer", "after_results", "more", "call")
+    """The fields that weigh the PRM at a decision (the CLI's ``--NAME-weight`` options)."""
 
     answer: float = Field(1.0, ge=0.0, description="PRM weight at a turn's first step: which tool to call, or"
                           " answer in text?")
@@ -48,6 +53,12 @@ class Guidance(BaseModel):
     more: float = Field(0.0, ge=0.0, description="PRM weight after a call: which tool to call next, or end the"
                         " list?")
     call: float = Field(0.0, ge=0.0, description="PRM weight inside a call: its arguments and their values.")
+    policy_sure: float | None = Field(
+        0.95, gt=0.5, le=1.0, description="At a decision whose weight is at most 1, the PRM is not asked where the"
+        " policy already puts at least this probability on one candidate (None: always asked): its odds would have"
+        " to favour another by more than 19 to 1 at 0.95 to change the choice. Chosen on held-out cases: at 0.9 one"
+        " answer changed (the PRM's odds also price the path not taken), at 0.95 none. A turn that never asks the"
+        " PRM does not encode the conversation for it (docs/benchmarks.md, session 21).")
 
 
 class AdaptiveBudget(BaseModel):

@@ -45,7 +45,8 @@ class TrainConfig(BaseModel):
         "a few tokens per candidate).")
     init: str | None = Field(
         None, description="A trained LoRA PRM ('default' or a folder) to train further instead of a fresh "
-        "adapter; its base, LoRA shape and prompt version are used as they are.")
+        "adapter; its base and LoRA shape are used as they are. An adapter of the other prompt format starts "
+        "this run's format from its weights (a warm start: a context PRM from the packaged one).")
     mix_sources: bool = Field(
         False, description="With max_queries: draw queries from every source in turn (policy rollouts first "
         "within each), so rare sources (composed, follow-ups) are not crowded out by the large ones.")

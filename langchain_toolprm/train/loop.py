@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_toolprm.grammar import StepTag
-from langchain_toolprm.prm.adapters import META_FILE
+from langchain_toolprm.prm.adapters import META_FILE, prompt_version
 
 if TYPE_CHECKING:
     import torch
@@ -224,6 +224,8 @@ def train_prm(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
         "final_loss": float(sum(state["losses"][-10:]) / max(1, len(state["losses"][-10:]))),
         "config": json.loads(config.model_dump_json()),
     }
+    if config.init is not None:
+        summary["init_prompt_version"] = prompt_version(config.init)
     _save_model(model, tokenizer, config, summary, out)
     return summary
 

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from langchain_toolprm.prm.context_format import CONTEXT_PROMPT_VERSION
 from langchain_toolprm.prm.prompt import LABEL_NEGATIVE, LABEL_POSITIVE, PROMPT_VERSION
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int]:
     if any(len(i) != 1 for i in ids):
         raise ValueError(f"The PRM labels must be single tokens; this tokenizer gives {ids}.")
     return ids[0][0], ids[1][0]
+
+
+PROMPT_VERSIONS = (PROMPT_VERSION, CONTEXT_PROMPT_VERSION)
 
 
 def model_for_training(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -68,9 +72,14 @@ def _quiet_peft() -> Iterator[None]:
 def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
     """The base of a trained LoRA PRM with its adapter loaded trainable (continued fine-tuning).
 
+    An adapter of the other prompt format is a warm start, not a mistake: both formats read the label
+    after a judgement on the same base, so what the adapter learned about the steps carries over while
+    the run trains it on the new format's text (``toolprm_prm.json`` records the run's own format and
+    the init's, `init_prompt_version`).
+
     Raises:
         ValueError: ``init`` is not a LoRA adapter, names another base than ``base``, or was trained on
-            another prompt version.
+            a prompt version this package does not write.
 
     """
     from peft import PeftModel
@@ -82,9 +91,9 @@ def _init_adapter(config: TrainConfig) -> tuple[Any, PreTrainedTokenizerBase]:
     if not is_adapter(folder):
         raise ValueError(f"init={config.init!r} is not a LoRA adapter folder (no adapter_config.json in {folder}).")
     meta = prm_meta(folder)
-    if meta.get("prompt_version", PROMPT_VERSION) != config.prompt_version:
-        raise ValueError(f"init={config.init!r} was trained on prompt format {meta['prompt_version']!r}, "
-                         f"this run trains {config.prompt_version!r} (prompt={config.prompt!r}).")
+    if meta.get("prompt_version", PROMPT_VERSION) not in PROMPT_VERSIONS:
+        raise ValueError(f"init={config.init!r} was trained on prompt format {meta['prompt_version']!r}; this "
+                         f"version of langchain-toolprm writes {' and '.join(map(repr, PROMPT_VERSIONS))}.")
     if meta.get("base", config.base) != config.base:
         raise ValueError(f"init={config.init!r} adapts {meta['base']!r}, not base={config.base!r}.")
     model, tokenizer = load_causal_lm(config.base, dtype=config.dtype)
