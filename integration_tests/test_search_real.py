@@ -4,6 +4,7 @@ import pytest
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, TransformersPolicy, run_search
 from langchain_toolprm.evaluation import calls_to_bfcl, check_case, load_bfcl
+from langchain_toolprm.search.config import Guidance
 from langchain_toolprm.tools import to_tool_specs
 
 pytestmark = pytest.mark.slow
@@ -15,6 +16,10 @@ def policy():
     return TransformersPolicy.from_pretrained("qwen2.5-coder-0.5b-instruct")
 
 
+ASKED = Guidance(policy_sure=None)
+"""The PRM asked at every weighted decision: on these cases the policy is sure, and these tests check the PRM."""
+
+
 @pytest.fixture(scope="module")
 def cases(bfcl_dir):
     return load_bfcl(bfcl_dir / "BFCL_v4_simple_python.json", limit=2)
@@ -23,7 +28,7 @@ def cases(bfcl_dir):
 def test_beam_gives_schema_valid_calls_with_full_trace(policy, cases):
     for case in cases:
         result = run_search(case.messages, case.functions, policy=policy, prm=RulePRM(),
-                            config=SearchConfig(strategy="beam", num_beams=2, beam_width=4))
+                            config=SearchConfig(strategy="beam", num_beams=2, beam_width=4, guidance=ASKED))
         assert result.finished and result.calls
         specs = {s.name: s for s in to_tool_specs(case.functions)}
         for call in result.calls:
@@ -59,15 +64,22 @@ def default_prm():
 
 
 def test_beam_with_the_packaged_trained_prm(policy, cases, default_prm):
-    """The default PRM loads with no hub (Qwen2.5-Coder-0.5B from PyPI + the committed adapter) and steers a beam."""
+    """The default PRM loads with no hub (Qwen2.5-Coder-0.5B from PyPI + the committed adapter) and steers a beam.
+
+    On this case the policy is sure of its first step: by default the PRM is not asked and costs
+    nothing, and the calls are those it writes when asked.
+    """
     from langchain_toolprm.prm.generative import GenerativePRM
 
     prm = default_prm
     assert isinstance(prm, GenerativePRM)
     case = cases[0]
     result = run_search(case.messages, case.functions, policy=policy, prm=prm,
-                        config=SearchConfig(strategy="beam", num_beams=2, beam_width=4))
+                        config=SearchConfig(strategy="beam", num_beams=2, beam_width=4, guidance=ASKED))
     assert result.finished and result.cost.prm_tokens > 0 and result.cost.prm_candidates > 0
+    sure = run_search(case.messages, case.functions, policy=policy, prm=prm,
+                      config=SearchConfig(strategy="beam", num_beams=2, beam_width=4))
+    assert sure.calls == result.calls and sure.cost.prm_tokens == 0 and sure.cost.prm_candidates == 0
     scores = [n.score for n in result.trace.walk() if n.score is not None]
     assert scores and all(0.0 < s < 1.0 for s in scores)
     specs = {s.name: s for s in to_tool_specs(case.functions)}
