@@ -81,14 +81,13 @@ def _weight(guidance: Guidance, state: GrammarState, after_results: bool) -> flo
     return guidance.after_results if after_results else guidance.answer
 
 
-def _asked_weight(guidance: Guidance, state: GrammarState, after_results: bool, proposals: list[Proposal]) -> float:
-    """`_weight`, or 0 (the PRM is not asked) where it is at most 1 and the policy is sure (`Guidance.policy_sure`).
+def _asked_weight(weight: float, guidance: Guidance, proposals: list[Proposal]) -> float:
+    """``weight``, or 0 (the PRM is not asked) where it is at most 1 and the policy is sure (`Guidance.policy_sure`).
 
     At a weight of 1 or less the PRM's odds overturn a choice the policy makes with probability p only
     where they favour another candidate by more than p to 1 - p (19 to 1 at 0.95). A higher weight lets the
     PRM decide (after tool results, where the policy is sure and wrong), and it is asked.
     """
-    weight = _weight(guidance, state, after_results)
     sure = guidance.policy_sure
     if sure is None or weight > 1.0 or not any(p.logprob >= math.log(sure) for p in proposals):
         return weight
@@ -158,8 +157,8 @@ def beam_search(ctx: SearchContext) -> SearchResult:
         # With an adaptive budget, a state left with one proposal takes it unjudged; under `guided`, a
         # decision whose PRM weight is 0, or where the policy is sure, is the policy's alone.
         if guided:
-            weights = [_asked_weight(config.guidance, b.state, follow_up, props)
-                       for b, props in zip(active, proposals, strict=True)]
+            weights = [_asked_weight(weight, config.guidance, props)
+                       for weight, props in zip(weights, proposals, strict=True)]
         judged = [(config.adaptive is None or len(props) != 1) and weight > 0
                   for props, weight in zip(proposals, weights, strict=True)]
         asked = ctx.score_many([(beam.path, beam.state, [p.action for p in props])
