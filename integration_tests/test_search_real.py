@@ -112,3 +112,22 @@ def test_the_answer_after_a_tool_result_is_words_about_it(policy, default_prm):
     result = run_search(messages, list(DEMO_TOOLS), policy=policy, prm=default_prm,
                         config=SearchConfig(answer_in_text=True, max_new_tokens=40))
     assert result.calls == [] and result.text is not None and "184" in result.text
+
+
+def test_the_policy_reads_a_request_back_after_its_calls(policy):
+    """The premise of `SearchConfig.coverage`, on the real 0.5B: a list that leaves out a part of the request
+
+    reads it much less likely (beyond the margin) than the list that makes both parts, and repeating a call
+    adds less than the margin.
+    """
+    from langchain_toolprm.search.config import Coverage
+    from langchain_toolprm.search.coverage import CoverageScorer
+
+    question = [{"role": "user", "content": "What is the weather in Boston and in Lisbon right now?"}]
+    boston, lisbon = ({"name": "get_weather", "arguments": {"city": city}} for city in ("Boston", "Lisbon"))
+    session = policy.session(question, [], seed=0)
+    one, both, repeated = CoverageScorer(policy, question, session, 0).scores([[boston], [boston, lisbon],
+                                                                              [boston, boston]])
+    margin = Coverage().margin
+    assert both - one > margin > repeated - one
+    assert session.usage.tokens > 0

@@ -8,7 +8,7 @@ from langchain_toolprm.lm import ContextLengthError
 from langchain_toolprm.messages import UnsupportedContentError
 from langchain_toolprm.policy import Policy, TransformersPolicy
 from langchain_toolprm.prm import PRM, CombinedPRM, GenerativePRM, RulePRM
-from langchain_toolprm.search import AdaptiveBudget, Cost, SearchConfig, SearchResult, TraceNode, run_search
+from langchain_toolprm.search import AdaptiveBudget, Cost, Coverage, SearchConfig, SearchResult, TraceNode, run_search
 from langchain_toolprm.tools import ToolSchemaError, ToolSpec, to_tool_specs
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "CombinedPRM",
     "ContextLengthError",
     "Cost",
+    "Coverage",
     "GenerativePRM",
     "Policy",
     "RulePRM",

@@ -22,7 +22,7 @@ from langchain_toolprm.demo import DemoSettings
 from langchain_toolprm.evaluation.bench import BenchSettings
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.evaluation.plots import CostAxis
-from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, Guidance, SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, Coverage, Guidance, SearchConfig
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -69,6 +69,14 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                help="guided: " + (Guidance.model_fields[name].description or ""))
     option(search, Guidance, "policy_sure", "--policy-sure", type=probability_or_none,
            help="guided: " + (Guidance.model_fields["policy_sure"].description or "") + " ('none': always asked)")
+    coverage = SearchConfig.model_fields["coverage"]
+    search.add_argument("--coverage", action=argparse.BooleanOptionalAction,
+                        default=coverage.get_default(call_default_factory=True) is not None,
+                        help="beam: " + (coverage.description or ""))
+    option(search, Coverage, "weight", "--coverage-weight", type=float,
+           help="--coverage: " + (Coverage.model_fields["weight"].description or ""))
+    option(search, Coverage, "margin", "--coverage-margin", type=float,
+           help="--coverage: " + (Coverage.model_fields["margin"].description or ""))
     option(search, AdaptiveBudget, "policy_mass", "--policy-mass", type=float,
            help="beam_adaptive: " + (AdaptiveBudget.model_fields["policy_mass"].description or ""))
     option(search, AdaptiveBudget, "score_margin", "--score-margin", type=float,
@@ -96,6 +104,8 @@ def _eval(args: argparse.Namespace) -> int:
                             max_new_tokens=args.max_new_tokens, stop_bias=args.stop_bias,
                             forget_dead_calls=args.forget_dead_calls, greedy_values=args.greedy_values,
                             guidance=guidance,
+                            coverage=Coverage(weight=args.coverage_weight, margin=args.coverage_margin)
+                            if args.coverage else None,
                             adaptive=AdaptiveBudget(policy_mass=args.policy_mass, score_margin=args.score_margin)),
         progress=not args.no_progress,
     )

@@ -1,7 +1,16 @@
 """Search strategies over the step grammar, and the baselines they are measured against."""
 
-from langchain_toolprm.search.config import AdaptiveBudget, SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, Coverage, SearchConfig
 from langchain_toolprm.search.results import Alternative, Cost, SearchResult, TraceNode
 from langchain_toolprm.search.run import run_search
 
-__all__ = ["AdaptiveBudget", "Alternative", "Cost", "SearchConfig", "SearchResult", "TraceNode", "run_search"]
+__all__ = [
+    "AdaptiveBudget",
+    "Alternative",
+    "Cost",
+    "Coverage",
+    "SearchConfig",
+    "SearchResult",
+    "TraceNode",
+    "run_search",
+]

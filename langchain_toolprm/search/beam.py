@@ -54,11 +54,36 @@ def _key(ctx: SearchContext, ledger: Ledger, beam: Beam) -> tuple[float, float]:
     return aggregate(ledger.scores(beam.steps), ctx.config.aggregation), beam.logprob
 
 
+def _covered_keys(ctx: SearchContext, ledger: Ledger, finished: list[Beam]) -> list[tuple[float, float]]:
+    """`_key` of each finished beam, its score discounted where its calls leave the request less explained.
+
+    A call list whose request reads ``margin`` nats or more less likely than after the best-explaining
+    list among the finished ones (`SearchConfig.coverage`) pays ``exp(-weight * shortfall)``; the best one
+    and an answer in text pay nothing. So a list that leaves out a part of the request loses to one that
+    makes it, whatever the policy's preference for stopping, and a call that explains nothing new does not
+    win a list over the one without it.
+    """
+    keys = [_key(ctx, ledger, b) for b in finished]
+    if ctx.coverage is None:
+        return keys
+    settings = ctx.config.coverage
+    assert settings is not None  # the context has a scorer only when the settings ask for one
+    listed = [i for i, b in enumerate(finished) if b.state.calls]
+    read = ctx.coverage.scores([finished[i].state.call_dicts() for i in listed])
+    best = max(read, default=0.0)
+    for i, value in zip(listed, read, strict=True):
+        shortfall = max(0.0, best - value - settings.margin)
+        keys[i] = (keys[i][0] * math.exp(-settings.weight * shortfall), keys[i][1])
+    return keys
+
+
 def _result(ctx: SearchContext, ledger: Ledger, finished: list[Beam], unfinished: list[Beam], root: TraceNode
             ) -> SearchResult:
     if finished:
-        finished.sort(key=lambda b: _key(ctx, ledger, b), reverse=True)
-        ranked = [(b.state.call_dicts(), _score(ctx, ledger, b), b.logprob) for b in finished]
+        keyed = sorted(zip(_covered_keys(ctx, ledger, finished), finished, strict=True), key=lambda kb: kb[0],
+                       reverse=True)
+        finished = [b for _, b in keyed]
+        ranked = [(b.state.call_dicts(), key[0] if ctx.prm is not None else None, b.logprob) for key, b in keyed]
         best = finished[0]
         return SearchResult(ranked[0][0], ranked[0][1], best.logprob, distinct_alternatives(ranked), root,
                             ctx.cost(), ctx.config.strategy, format=ctx.policy.format.name)
@@ -102,16 +127,42 @@ def _settled(ctx: SearchContext, ledger: Ledger, finished: list[Beam], active: l
     above every active one, further rounds would only spend compute (a PRM that likes "one more call"
     would otherwise let the beams run to the call limit). With ``forget_dead_calls`` a finished
     path's score can rise, once a call beside its end dies; an active path ends in no list's end, so
-    its score cannot: a rise only settles the search sooner.
+    its score cannot: a rise only settles the search sooner. With a coverage check a longer list can
+    still overtake a finished one by explaining more of the request, so nothing settles early.
     """
-    if not finished or ctx.prm is None or ctx.config.aggregation not in ("min", "prod", *SIBLING_AGGREGATIONS):
+    if (not finished or ctx.prm is None or ctx.coverage is not None
+            or ctx.config.aggregation not in ("min", "prod", *SIBLING_AGGREGATIONS)):
         return False
     best = max(_key(ctx, ledger, b) for b in finished)
     return all(_key(ctx, ledger, b) <= best for b in active)
 
 
-def _score(ctx: SearchContext, ledger: Ledger, beam: Beam) -> float | None:
-    return aggregate(ledger.scores(beam.steps), ctx.config.aggregation) if ctx.prm is not None else None
+def _explaining(ctx: SearchContext, ledger: Ledger, active: list[Beam], finished: list[Beam]) -> list[Beam]:
+    """The active beams, less those whose latest call explains less than the margin more of the request.
+
+    Such a call is one too many (a repeat of a part already made, or a part the request does not
+    have); the list without it is finished already, and the beam would only go on adding calls up to
+    ``max_calls``. A first call is always kept: the list without it is no call at all. The dropped beam
+    is a dead end (`search.siblings`): the end of the list it passed over is no longer priced against it.
+    """
+    settings = ctx.config.coverage
+    if ctx.coverage is None or settings is None:
+        return active
+    grown = [b for b in active if b.state.function is None and len(b.state.calls) > 1]
+    if not grown:
+        return active
+    lists = [c for b in grown for c in (b.state.call_dicts(), b.state.call_dicts()[:-1])]
+    read = ctx.coverage.scores(lists)
+    short = {id(b) for b, after, before in zip(grown, read[::2], read[1::2], strict=True)
+             if after - before < settings.margin}
+    if not short:
+        return active
+    for beam in active:
+        if id(beam) in short:
+            ledger.dead_end(beam.steps)
+    kept = [b for b in active if id(b) not in short]
+    ledger.live(b.steps for b in [*finished, *kept])
+    return kept
 
 
 def beam_search(ctx: SearchContext) -> SearchResult:
@@ -134,7 +185,7 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     for round_ in range(config.max_steps):
         active = [_force(ctx, b) for b in active]
         finished += [b for b in active if b.state.done]
-        active = [b for b in active if not b.state.done]
+        active = _explaining(ctx, ledger, [b for b in active if not b.state.done], finished)
         if not active or _settled(ctx, ledger, finished, active):
             break
         last = active
@@ -176,11 +227,14 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                 if other is None or _key(ctx, ledger, child) > _key(ctx, ledger, other):
                     children[child.state] = child
         ranked = sorted(children.values(), key=lambda b: _key(ctx, ledger, b), reverse=True)
-        active = (ranked[: config.num_beams] if config.adaptive is None
-                  else retained(ranked, lambda b: _key(ctx, ledger, b)[0], config.num_beams, config.adaptive))
+        done = [b for b in ranked if b.state.done] if ctx.coverage is not None else []
+        if done:  # a finished list waits for the final ranking without taking a beam's place
+            ranked = [b for b in ranked if not b.state.done]
+        active = done + (ranked[: config.num_beams] if config.adaptive is None
+                         else retained(ranked, lambda b: _key(ctx, ledger, b)[0], config.num_beams, config.adaptive))
         for beam in active:
             beam.node.kept = True
-        if config.forget_dead_calls:
+        if config.forget_dead_calls or ctx.coverage is not None:
             ledger.live(b.steps for b in [*finished, *active])
         ctx.notify(round_, nodes)
     return _result(ctx, ledger, finished, last if not finished else [], root)

@@ -21,6 +21,7 @@ from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.policy.base import PolicySession, SampleRequest
 from langchain_toolprm.prm.base import PRMSession
 from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Aggregation, SearchConfig
+from langchain_toolprm.search.coverage import CoverageScorer
 from langchain_toolprm.search.results import Alternative, Cost, TraceNode
 from langchain_toolprm.search.values import read_value, value_end
 from langchain_toolprm.tools import ToolSpec
@@ -126,12 +127,14 @@ class SearchContext:
         listener: Progress callback.
         started: When the search began (`time.perf_counter`), if before this context (prompt encoding);
             the time limit and the wall-clock cost count from it.
+        coverage: Reads the request after call lists (`SearchConfig.coverage`), or ``None``.
 
     """
 
     def __init__(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], grammar: Grammar,
                  policy: PolicySession, prm: PRMSession | None, config: SearchConfig,
-                 listener: StepListener | None = None, started: float | None = None):
+                 listener: StepListener | None = None, started: float | None = None,
+                 coverage: CoverageScorer | None = None):
         self.messages = messages
         self.specs = specs
         self.grammar = grammar
@@ -139,6 +142,7 @@ class SearchContext:
         self.prm = prm
         self.config = config
         self.listener = listener
+        self.coverage = coverage
         self.prm_candidates = 0
         self.invalid_values = 0
         self.started = time.perf_counter() if started is None else started

@@ -16,6 +16,7 @@ from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.search.beam import beam_search, greedy_search
 from langchain_toolprm.search.config import SearchConfig
+from langchain_toolprm.search.coverage import CoverageScorer
 from langchain_toolprm.search.engine import SearchContext, StepListener
 from langchain_toolprm.search.results import SearchResult
 from langchain_toolprm.search.sampling import best_of_n, majority_vote, unconstrained
@@ -85,7 +86,9 @@ def run_search(
     started = time.perf_counter()  # loading a model is not the search's time; encoding the prompt is
     policy_session = policy_obj.session(chat, specs, seed=config.seed)
     prm_session = prm_obj.session_for(chat, specs, policy_session) if prm_obj is not None else None
-    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started)
+    coverage = (CoverageScorer(policy_obj, chat, policy_session, config.seed)
+                if config.coverage is not None and config.strategy == "beam" else None)
+    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started, coverage)
     result = _STRATEGIES[config.strategy](ctx)
     if config.answer_in_text and result.finished and not result.calls and result.text is None:
         if ctx.out_of_time():

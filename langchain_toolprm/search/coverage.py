@@ -1,0 +1,90 @@
+"""How much of the user's request a call list accounts for: the policy read backwards.
+
+A step-level PRM judges "one more call, or stop?" from the calls so far, and the packaged one judges it
+worse than the policy, which itself ends lists early (docs/benchmarks.md, sessions 15-18). The request
+holds the answer: a list that leaves out one of its parts leaves words of it unexplained. So the same
+policy model is asked the other way round, for the log-probability of the user's request written after
+the calls (a noisy-channel check). Measured on held-out requests (`benchmarks/coverage_offline.py`,
+docs/benchmarks.md, session 22), a missing call costs the request far more than a repeated call adds. No
+training, no second model: the policy that proposes the calls also checks them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_toolprm.messages import ChatMessage, since_latest_user
+from langchain_toolprm.policy.base import Policy, PolicySession
+
+__all__ = ["CoverageScorer", "latest_request"]
+
+_SYSTEM = ("You list function calls, one JSON object per line, and then write, after 'Request:', the user request"
+           " that asks for exactly those calls.")
+_USER = "Write the function calls and then the request they carry out."
+_REQUEST = "\nRequest: "
+
+
+def latest_request(messages: Sequence[ChatMessage]) -> str | None:
+    """The text of the latest user message (``None`` without one, or where it is blank)."""
+    text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return text.strip() or None
+
+
+class CoverageScorer:
+    """``log P(request | calls)`` under the policy, for call lists of one search (cached per list).
+
+    The calls already made since the latest user message (their results in the conversation) come
+    first in every list: the request is accounted for by all of them together. Every list is read in
+    one side session of the policy, whose tokens count as the policy's in the search's cost.
+
+    Args:
+        policy: The search's policy model.
+        messages: The conversation; its latest user message is the request.
+        session: The search's policy session (its usage is charged).
+        seed: The search's seed.
+
+    """
+
+    def __init__(self, policy: Policy, messages: Sequence[ChatMessage], session: PolicySession, seed: int | None):
+        self.request = latest_request(messages)
+        self._made = [c["function"] for m in since_latest_user(messages) if m["role"] == "assistant"
+                      for c in m.get("tool_calls") or []]
+        self._policy, self._charged, self._seed = policy, session, seed
+        self._side: PolicySession | None = None
+        self._billed = (0, 0)
+        self._known: dict[str, float] = {}
+
+    def scores(self, lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
+        """The request's log-probability after each call list (0.0 each where there is no request)."""
+        if self.request is None:
+            return [0.0] * len(lists)
+        texts = [self._text(calls) for calls in lists]
+        new = sorted({t for t in texts if t not in self._known})
+        if new:
+            if self._side is None:
+                self._side = self._policy.session([{"role": "system", "content": _SYSTEM},
+                                                   {"role": "user", "content": _USER}], [], seed=self._seed)
+            rows = self._side.token_logprobs([(t, self.request) for t in new])
+            self._known.update((t, sum(row)) for t, row in zip(new, rows, strict=True))
+            spent = self._side.usage.tokens, self._side.usage.forwards
+            self._charged.usage.tokens += spent[0] - self._billed[0]
+            self._charged.usage.forwards += spent[1] - self._billed[1]
+            self._billed = spent
+        return [self._known[t] for t in texts]
+
+    def _text(self, calls: Sequence[Mapping[str, Any]]) -> str:
+        lines = [json.dumps({"name": c["name"], "arguments": _arguments(c["arguments"])}, ensure_ascii=False)
+                 for c in [*self._made, *calls]]
+        return "\n".join(lines) + _REQUEST
+
+
+def _arguments(arguments: Any) -> Any:
+    """A call's arguments as an object where the conversation holds them as a JSON string."""
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments

@@ -1,0 +1,120 @@
+from collections.abc import Sequence
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
+from langchain_toolprm.messages import to_chat_messages
+from langchain_toolprm.search.config import Coverage, Guidance
+from langchain_toolprm.search.coverage import CoverageScorer, latest_request
+from unit_tests.engine_fakes import TargetPolicy, TargetSession
+from unit_tests.test_search import TOOLS
+
+WEATHER = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}
+TIME = {"name": "get_time", "arguments": {"city": "Paris"}}
+
+
+class _Reader(TargetSession):
+    """Reads a request back after call lists: each tool it asks for that the list does not name costs 10 nats."""
+
+    def __init__(self, asks: Sequence[str], seen: list[str]):
+        super().__init__("", TargetPolicy([]).fmt)
+        self.asks, self.seen = asks, seen
+
+    def token_logprobs(self, items):
+        self.usage.add(len(items))
+        self.seen.extend(text for text, _ in items)
+        return [[-10.0 * sum(name not in text for name in self.asks), -1.0] for text, _ in items]
+
+
+class _ReadingPolicy(TargetPolicy):
+    """Writes ``calls``; its sessions without tools (the coverage check's) read the request as `_Reader`."""
+
+    def __init__(self, calls, asks, **kwargs):
+        super().__init__(calls, **kwargs)
+        self.asks, self.seen = asks, []
+
+    def session(self, messages, specs, *, seed=None):
+        return _Reader(self.asks, self.seen) if not specs else super().session(messages, specs, seed=seed)
+
+
+Q = [{"role": "user", "content": "The weather and the time in Paris, please."}]
+
+
+@pytest.mark.parametrize("prm", [None, RulePRM()])
+@pytest.mark.parametrize(("coverage", "expected"), [(None, [WEATHER]), (Coverage(), [WEATHER, TIME])])
+def test_a_list_that_leaves_out_a_part_of_the_request_loses(prm, coverage, expected):
+    """The policy would stop after the first of the two calls the request asks for (a stop bias of 5).
+
+    One beam only: without the check, the finished one-call list takes the beam's place and the search
+    ends there; with it, a finished list waits aside, the beam writes the second call, and the list
+    that leaves the time unexplained pays for its 10 nats beyond the margin.
+    """
+    policy = _ReadingPolicy([WEATHER, TIME], asks=["get_weather", "get_time"])
+    config = SearchConfig(num_beams=1, stop_bias=5.0, coverage=coverage, guidance=Guidance(policy_sure=None))
+    result = run_search(Q, TOOLS, policy=policy, prm=prm, config=config)
+    assert result.calls == expected and result.finished
+    assert bool(policy.seen) == (coverage is not None)
+    assert ([WEATHER] in [a.calls for a in result.alternatives]) == (coverage is not None)  # ranked, and lost
+    if coverage is not None:
+        assert result.score is not None if prm is not None else result.score is None
+
+
+def test_a_call_that_explains_nothing_new_ends_its_beam():
+    """The policy goes on to a second call the request does not ask for: it adds nothing, so its beam dies.
+
+    Without the check the stop bias is off and the policy's preference for the second call wins.
+    """
+    policy = _ReadingPolicy([WEATHER, TIME], asks=["get_weather"])
+    base = SearchConfig(stop_bias=0.0, guidance=Guidance(policy_sure=None), coverage=None)
+    assert run_search(Q, TOOLS, policy=policy, prm=RulePRM(), config=base).calls == [WEATHER, TIME]
+    result = run_search(Q, TOOLS, policy=policy, prm=RulePRM(), config=base.model_copy(update={"coverage": Coverage()}))
+    assert result.calls == [WEATHER]
+    assert not any(n.tag is StepTag.TOTAL_FINISH and "2 call" in n.text for n in result.trace.walk())
+    assert any(n.tag is StepTag.FUNC_NAME and n.text.endswith("get_time") for n in result.trace.walk())
+
+
+def test_within_the_margin_the_policy_and_the_prm_decide():
+    """A shortfall smaller than the margin costs nothing: the policy's stop (bias 5) stands."""
+    policy = _ReadingPolicy([WEATHER, TIME], asks=["get_weather", "get_time"])
+    config = SearchConfig(stop_bias=5.0, coverage=Coverage(margin=15.0), guidance=Guidance(policy_sure=None))
+    assert run_search(Q, TOOLS, policy=policy, prm=RulePRM(), config=config).calls == [WEATHER]
+
+
+def test_greedy_ignores_the_coverage_check():
+    policy = _ReadingPolicy([WEATHER, TIME], asks=["get_weather", "get_time"])
+    config = SearchConfig(strategy="greedy", stop_bias=5.0, coverage=Coverage())
+    assert run_search(Q, TOOLS, policy=policy, config=config).calls == [WEATHER]
+    assert policy.seen == []
+
+
+def test_the_scorer_reads_the_latest_request_after_the_calls_already_made():
+    messages = to_chat_messages([
+        HumanMessage("Hello"),
+        AIMessage("Hi."),
+        HumanMessage("Weather and time in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}]),
+        ToolMessage("sunny", tool_call_id="c1"),
+    ])
+    assert latest_request(messages) == "Weather and time in Paris?"
+    charged = TargetSession("", TargetPolicy([]).fmt)
+    policy = _ReadingPolicy([], asks=["get_weather", "get_time"])
+    scorer = CoverageScorer(policy, messages, charged, seed=0)
+    assert scorer.scores([[TIME], []]) == [-1.0, -11.0]  # the earlier call counts in both lists
+    assert scorer.scores([[TIME]]) == [-1.0] and len(policy.seen) == 2  # read once, then remembered
+    assert policy.seen[1].startswith('{"name": "get_weather", "arguments": {"city": "Paris"}}\n')
+    assert charged.usage.tokens == 2  # the side session's work is the search's
+
+
+@pytest.mark.parametrize("messages", [[{"role": "user", "content": "   "}], [{"role": "system", "content": "Hi"}]])
+def test_a_request_without_text_reads_nothing(messages):
+    policy = _ReadingPolicy([], asks=["get_time"])
+    scorer = CoverageScorer(policy, messages, TargetSession("", TargetPolicy([]).fmt), seed=0)
+    assert scorer.scores([[TIME], []]) == [0.0, 0.0] and policy.seen == []
+
+
+def test_coverage_settings_refuse_what_cannot_work():
+    with pytest.raises(ValueError, match="weight"):
+        Coverage(weight=0.0)
+    with pytest.raises(ValueError, match="margin"):
+        Coverage(margin=-1.0)
