@@ -173,7 +173,10 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     dies; with ``forget_dead_calls`` a call that led only there stops pricing the end of the list
     (`search.siblings`). With an adaptive budget, M and N are caps: the PRM judges only the proposals
     the policy leaves in doubt (one left is taken unjudged, like a forced move), and only beams near
-    the best one's score go on (`search.budget`).
+    the best one's score go on (`search.budget`). With a coverage check (`SearchConfig.coverage`) a
+    finished answer waits aside instead of taking a beam's place, a beam whose latest call explains
+    nothing new of the request is dropped (`_explaining`), and the final ranking discounts the lists
+    that explain less of it (`_covered_keys`).
     """
     config = ctx.config
     root = TraceNode()
