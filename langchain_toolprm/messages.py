@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-__all__ = ["ChatMessage", "UnsupportedContentError", "since_latest_user", "to_chat_messages"]
+__all__ = ["ChatMessage", "UnsupportedContentError", "calls_since_latest_user", "since_latest_user", "to_chat_messages"]
 
 ChatMessage = dict[str, Any]
 
@@ -152,3 +152,9 @@ def since_latest_user(chat: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
     """The messages after the latest user message: the calls and tool results of the turn in progress."""
     latest_user = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=-1)
     return chat[latest_user + 1:]
+
+
+def calls_since_latest_user(chat: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """The calls (``{"name", "arguments"}``) the assistant made since the latest user message, in order."""
+    return [c["function"] for m in since_latest_user(chat) if m["role"] == "assistant"
+            for c in m.get("tool_calls") or []]

@@ -176,7 +176,7 @@ class SearchConfig(BaseModel):
         None, description="Beam search only: rank finished call lists by how much of the user's request they explain"
         " too, as the policy reads it (see Coverage); None (the default) ranks them by the PRM and the policy alone."
         " Not the default: chosen on held-out cases (19 of 35 right against 17), it answered BFCL's non-live AST"
-        " categories worse than greedy (65.0 against 68.75) and irrelevance better (7 of 20 against 3), at 1.8x the"
+        " categories worse than greedy (65.0 against 68.75) and irrelevance better (7 of 20 against 3), at 1.75x the"
         " default beam's tokens (docs/benchmarks.md, session 22).")
     adaptive: AdaptiveBudget | None = Field(
         None, description="Beam search only: N and M become caps, chosen per step from the policy's and the"

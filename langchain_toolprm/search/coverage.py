@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langchain_toolprm.messages import ChatMessage, since_latest_user
+from langchain_toolprm.messages import ChatMessage, calls_since_latest_user
 from langchain_toolprm.policy.base import Policy, PolicySession
 
 __all__ = ["CoverageScorer", "latest_request"]
@@ -49,8 +49,7 @@ class CoverageScorer:
 
     def __init__(self, policy: Policy, messages: Sequence[ChatMessage], session: PolicySession, seed: int | None):
         self.request = latest_request(messages)
-        self._made = [c["function"] for m in since_latest_user(messages) if m["role"] == "assistant"
-                      for c in m.get("tool_calls") or []]
+        self._made = calls_since_latest_user(messages)
         self._policy, self._charged, self._seed = policy, session, seed
         self._side: PolicySession | None = None
         self._billed = (0, 0)
@@ -75,16 +74,7 @@ class CoverageScorer:
         return [self._known[t] for t in texts]
 
     def _text(self, calls: Sequence[Mapping[str, Any]]) -> str:
-        lines = [json.dumps({"name": c["name"], "arguments": _arguments(c["arguments"])}, ensure_ascii=False)
+        lines = [json.dumps({"name": c["name"], "arguments": c["arguments"]}, ensure_ascii=False)
                  for c in [*self._made, *calls]]
         return "\n".join(lines) + _REQUEST
 
-
-def _arguments(arguments: Any) -> Any:
-    """A call's arguments as an object where the conversation holds them as a JSON string."""
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except json.JSONDecodeError:
-            return arguments
-    return arguments

@@ -11,7 +11,7 @@ from langchain_core.messages import BaseMessage
 from langchain_toolprm.components import load_policy, load_prm
 from langchain_toolprm.formats import FormatError, parse_calls_lenient
 from langchain_toolprm.grammar import Call, CallKey, Grammar, ToolChoice
-from langchain_toolprm.messages import ChatMessage, since_latest_user, to_chat_messages
+from langchain_toolprm.messages import ChatMessage, calls_since_latest_user, to_chat_messages
 from langchain_toolprm.policy.base import Policy
 from langchain_toolprm.prm.base import PRM
 from langchain_toolprm.search.beam import beam_search, greedy_search
@@ -102,9 +102,8 @@ def run_search(
 
 def _answered(chat: Sequence[ChatMessage]) -> frozenset[CallKey]:
     """The calls the assistant made since the latest user message (their results follow them)."""
-    turns = [m for m in since_latest_user(chat) if m["role"] == "assistant"]
-    calls = [c["function"] for m in turns for c in m.get("tool_calls") or []]
-    return frozenset(Call.of(c["name"], c["arguments"]).key() for c in calls if isinstance(c["arguments"], Mapping))
+    return frozenset(Call.of(c["name"], c["arguments"]).key() for c in calls_since_latest_user(chat)
+                     if isinstance(c["arguments"], Mapping))
 
 
 def _text_answer(ctx: SearchContext, result: SearchResult, policy: Policy, keep_calls_out: bool) -> None:
