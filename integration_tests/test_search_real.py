@@ -131,3 +131,30 @@ def test_the_policy_reads_a_request_back_after_its_calls(policy):
     margin = Coverage().margin
     assert both - one > margin > repeated - one
     assert session.usage.tokens > 0
+
+
+def test_the_policy_reads_a_request_likelier_after_a_tool_that_carries_it_out(policy):
+    """The premise of `SearchConfig.relevance`, on the real 0.5B: the weather tool's description makes a weather
+    request likelier (at or above the threshold) and a poem request less likely; a BMI tool explains neither.
+    """
+    from langchain_toolprm.search.config import Relevance
+    from langchain_toolprm.search.relevance import RelevanceScorer
+    from langchain_toolprm.tools import to_tool_specs
+
+    tools = to_tool_specs([
+        {"name": "get_weather", "description": "Get the current weather in a city.",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+        {"name": "calculate_bmi", "description": "Calculate the body mass index from weight and height.",
+         "parameters": {"type": "object", "properties": {"weight": {"type": "number"}, "height": {"type": "number"}},
+                        "required": ["weight", "height"]}},
+    ])
+    threshold = Relevance().threshold
+    gains = {}
+    requests = {"weather": "What is the weather in Boston right now?", "poem": "Write a short poem about the sea."}
+    for label, text in requests.items():
+        question = [{"role": "user", "content": text}]
+        session = policy.session(question, [], seed=0)
+        gains[label] = RelevanceScorer(policy, question, tools, Relevance(), session, 0).gains()
+        assert session.usage.tokens > 0
+    assert gains["weather"]["get_weather"] >= threshold > gains["weather"]["calculate_bmi"]
+    assert threshold > max(gains["poem"].values())

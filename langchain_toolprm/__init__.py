@@ -8,7 +8,16 @@ from langchain_toolprm.lm import ContextLengthError
 from langchain_toolprm.messages import UnsupportedContentError
 from langchain_toolprm.policy import Policy, TransformersPolicy
 from langchain_toolprm.prm import PRM, CombinedPRM, GenerativePRM, RulePRM
-from langchain_toolprm.search import AdaptiveBudget, Cost, Coverage, SearchConfig, SearchResult, TraceNode, run_search
+from langchain_toolprm.search import (
+    AdaptiveBudget,
+    Cost,
+    Coverage,
+    Relevance,
+    SearchConfig,
+    SearchResult,
+    TraceNode,
+    run_search,
+)
 from langchain_toolprm.tools import ToolSchemaError, ToolSpec, to_tool_specs
 
 __all__ = [
@@ -20,6 +29,7 @@ __all__ = [
     "Coverage",
     "GenerativePRM",
     "Policy",
+    "Relevance",
     "RulePRM",
     "SearchConfig",
     "SearchResult",

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import get_args
+from typing import Any, get_args
+
+from pydantic import BaseModel
 
 from langchain_toolprm.cli_options import Command, option, probability_or_none, set_threads, threads_argument
 from langchain_toolprm.cli_prm import PRM_COMMANDS
@@ -22,7 +24,7 @@ from langchain_toolprm.demo import DemoSettings
 from langchain_toolprm.evaluation.bench import BenchSettings
 from langchain_toolprm.evaluation.config import EvalConfig, EvalStrategy
 from langchain_toolprm.evaluation.plots import CostAxis
-from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, Coverage, Guidance, SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, Aggregation, Coverage, Guidance, Relevance, SearchConfig
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -30,6 +32,27 @@ __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 # --------------------------------------------------------------------------------------------------
 # eval
 # --------------------------------------------------------------------------------------------------
+
+
+_CHECKS: dict[str, type[BaseModel]] = {"coverage": Coverage, "relevance": Relevance}
+"""The optional checks of `SearchConfig` (a field each, ``None`` when off), with their settings models."""
+
+
+def _check_options(group: argparse._ArgumentGroup, name: str, check: type[BaseModel]) -> None:
+    """``--NAME``/``--no-NAME`` for a check (on where the library's default is), ``--NAME-SETTING`` for each setting."""
+    field = SearchConfig.model_fields[name]
+    group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction,
+                       default=field.get_default(call_default_factory=True) is not None,
+                       help="beam: " + (field.description or ""))
+    for setting, info in check.model_fields.items():
+        option(group, check, setting, f"--{name}-{setting}", type=float, help=f"--{name}: " + (info.description or ""))
+
+
+def _check(args: argparse.Namespace, name: str, check: type[BaseModel]) -> Any:
+    """The check's settings from the command line, or ``None`` where it is turned off."""
+    if not getattr(args, name):
+        return None
+    return check(**{setting: getattr(args, f"{name}_{setting}") for setting in check.model_fields})
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,14 +92,8 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                help="guided: " + (Guidance.model_fields[name].description or ""))
     option(search, Guidance, "policy_sure", "--policy-sure", type=probability_or_none,
            help="guided: " + (Guidance.model_fields["policy_sure"].description or "") + " ('none': always asked)")
-    coverage = SearchConfig.model_fields["coverage"]
-    search.add_argument("--coverage", action=argparse.BooleanOptionalAction,
-                        default=coverage.get_default(call_default_factory=True) is not None,
-                        help="beam: " + (coverage.description or ""))
-    option(search, Coverage, "weight", "--coverage-weight", type=float,
-           help="--coverage: " + (Coverage.model_fields["weight"].description or ""))
-    option(search, Coverage, "margin", "--coverage-margin", type=float,
-           help="--coverage: " + (Coverage.model_fields["margin"].description or ""))
+    for name, check in _CHECKS.items():
+        _check_options(search, name, check)
     option(search, AdaptiveBudget, "policy_mass", "--policy-mass", type=float,
            help="beam_adaptive: " + (AdaptiveBudget.model_fields["policy_mass"].description or ""))
     option(search, AdaptiveBudget, "score_margin", "--score-margin", type=float,
@@ -104,8 +121,7 @@ def _eval(args: argparse.Namespace) -> int:
                             max_new_tokens=args.max_new_tokens, stop_bias=args.stop_bias,
                             forget_dead_calls=args.forget_dead_calls, greedy_values=args.greedy_values,
                             guidance=guidance,
-                            coverage=Coverage(weight=args.coverage_weight, margin=args.coverage_margin)
-                            if args.coverage else None,
+                            **{name: _check(args, name, check) for name, check in _CHECKS.items()},
                             adaptive=AdaptiveBudget(policy_mass=args.policy_mass, score_margin=args.score_margin)),
         progress=not args.no_progress,
     )
@@ -190,6 +206,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     option(parser, BenchSettings, "widths", "--widths", type=int, nargs="+")
     option(parser, BenchSettings, "greedy_values", "--greedy-values", action=argparse.BooleanOptionalAction)
     option(parser, BenchSettings, "policy_sure", "--policy-sure", type=probability_or_none)
+    option(parser, BenchSettings, "relevance", "--relevance", action=argparse.BooleanOptionalAction)
     option(parser, BenchSettings, "output", "--output")
     option(parser, BenchSettings, "threads", "--threads", type=int)
     parser.add_argument("--no-progress", action="store_true", help="no line per case on stderr")

@@ -57,3 +57,12 @@ def test_bench_runs_greedy_the_floor_and_beam_on_one_model(bfcl_dir: Path, tiny_
     assert by_name["wall seconds / greedy"][0].strip() == "1.00"
     assert by_name["total tokens / floor"][1].strip() == "1.00"
     assert "resident memory: policy alone" in table and "PRM on the policy's weights: True" in table
+
+
+def test_the_beam_runs_take_the_relevance_check_unless_told_not_to() -> None:
+    from langchain_toolprm.evaluation.bench import BenchSettings
+    from langchain_toolprm.search.config import Relevance
+
+    assert BenchSettings().search(4).relevance == Relevance()
+    assert BenchSettings(relevance=False).search(4).relevance is None
+    assert BenchSettings().search(None).strategy == "greedy"

@@ -51,7 +51,8 @@ def test_a_list_that_leaves_out_a_part_of_the_request_loses(prm, coverage, expec
     that leaves the time unexplained pays for its 10 nats beyond the margin.
     """
     policy = _ReadingPolicy([WEATHER, TIME], asks=["get_weather", "get_time"])
-    config = SearchConfig(num_beams=1, stop_bias=5.0, coverage=coverage, guidance=Guidance(policy_sure=None))
+    config = SearchConfig(num_beams=1, stop_bias=5.0, coverage=coverage, guidance=Guidance(policy_sure=None),
+                          relevance=None)  # it would read in the same tool-less sessions
     result = run_search(Q, TOOLS, policy=policy, prm=prm, config=config)
     assert result.calls == expected and result.finished
     assert bool(policy.seen) == (coverage is not None)

@@ -451,7 +451,8 @@ def test_a_text_answer_is_written_without_the_tool_list_and_counted():
                 session.usage.add(100_000)  # the answer prompt's encoding: more than the whole search
             return session
 
-    result = run_search(Q, TOOLS, policy=Recording([], free_text="Hi."), config=SearchConfig(answer_in_text=True))
+    config = SearchConfig(answer_in_text=True, relevance=None)  # the relevance check reads in a session of its own
+    result = run_search(Q, TOOLS, policy=Recording([], free_text="Hi."), config=config)
     assert result.text == "Hi." and result.calls == []
     assert seen == [["get_weather", "get_time"], []]
     assert result.cost.policy_tokens >= 100_000

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_toolprm.models.registry import DEFAULT_POLICY
-from langchain_toolprm.search.config import Guidance, SearchConfig
+from langchain_toolprm.search.config import Guidance, Relevance, SearchConfig
 
 if TYPE_CHECKING:
     from langchain_toolprm.evaluation.cases import EvalCase
@@ -53,6 +53,8 @@ class BenchSettings(BaseModel):
     policy_sure: float | None = Field(Guidance.model_fields["policy_sure"].default, gt=0.5, le=1.0,
                                       description="the beam runs' " + (Guidance.model_fields["policy_sure"].description
                                                                        or ""))
+    relevance: bool = Field(True, description="the beam runs' relevance check at its defaults (SearchConfig.relevance;"
+                            " off: the PRM and the policy alone decide \"call or answer in text?\")")
     output: str | None = Field(None, description="JSON file for the settings, memory and per-case figures")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's, or $OMP_NUM_THREADS)")
 
@@ -61,7 +63,8 @@ class BenchSettings(BaseModel):
         if width is None:
             return SearchConfig(strategy="greedy")
         return SearchConfig(strategy="beam", num_beams=self.beams, beam_width=width, greedy_values=self.greedy_values,
-                            guidance=Guidance(policy_sure=self.policy_sure))
+                            guidance=Guidance(policy_sure=self.policy_sure),
+                            relevance=Relevance() if self.relevance else None)
 
 
 def _rss_mb(field: str) -> float:

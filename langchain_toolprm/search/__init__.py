@@ -1,6 +1,6 @@
 """Search strategies over the step grammar, and the baselines they are measured against."""
 
-from langchain_toolprm.search.config import AdaptiveBudget, Coverage, SearchConfig
+from langchain_toolprm.search.config import AdaptiveBudget, Coverage, Relevance, SearchConfig
 from langchain_toolprm.search.results import Alternative, Cost, SearchResult, TraceNode
 from langchain_toolprm.search.run import run_search
 
@@ -9,6 +9,7 @@ __all__ = [
     "Alternative",
     "Cost",
     "Coverage",
+    "Relevance",
     "SearchConfig",
     "SearchResult",
     "TraceNode",

@@ -13,6 +13,7 @@ __all__ = [
     "Aggregation",
     "Coverage",
     "Guidance",
+    "Relevance",
     "SearchConfig",
     "Strategy",
 ]
@@ -84,6 +85,25 @@ class Coverage(BaseModel):
                           " the best one without paying, and that a further call must add for its beam to go on: it"
                           " lies between what a missing call costs the request and what a repeated call adds, on"
                           " held-out requests (docs/benchmarks.md, session 22).")
+
+
+class Relevance(BaseModel):
+    """How beam search checks, at a turn's first decision, that a tool has to do with the request (`search.relevance`).
+
+    The policy reads the user's latest request after each tool's description and after nothing; what
+    the description adds to the request's log-probability (nats) is the tool's relevance, and the best
+    tool's is the request's. Where that falls short of ``threshold``, calling any tool costs ``weight``
+    log-odds per nat of shortfall, so the answer in text wins where the policy would call although no
+    tool explains the request. It decides "call or answer?" only, never which tool; it acts only where
+    answering in text is allowed (``tool_choice`` auto), and not after tool results.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float = Field(0.0, description="Nats the best tool's description must add to the request's"
+                             " log-probability before calling costs nothing.")
+    weight: float = Field(1.0, gt=0.0, description="Log-odds taken off calling per nat the best tool's relevance"
+                          " falls short of the threshold.")
 
 
 class AdaptiveBudget(BaseModel):
@@ -178,6 +198,12 @@ class SearchConfig(BaseModel):
         " Not the default: chosen on held-out cases (19 of 35 right against 17), it answered BFCL's non-live AST"
         " categories worse than greedy (65.0 against 68.75) and irrelevance better (7 of 20 against 3), at 1.75x the"
         " default beam's tokens (docs/benchmarks.md, session 22).")
+    relevance: Relevance | None = Field(
+        default_factory=Relevance, description="Beam search only: at a turn's first decision, calling costs log-odds"
+        " where no tool's description makes the request likelier, as the policy reads it (see Relevance); None leaves"
+        " \"call or answer in text?\" to the policy and the PRM. Chosen on held-out cases: 23 of 35 right against 17"
+        " without it, all ten irrelevance cases answered in text, no call asked for lost; on BFCL irrelevance 15 of 20"
+        " against 3, at about 110 more policy tokens a one-tool request (docs/benchmarks.md, session 23).")
     adaptive: AdaptiveBudget | None = Field(
         None, description="Beam search only: N and M become caps, chosen per step from the policy's and the"
         " PRM's certainty (see AdaptiveBudget); None keeps them fixed.")

@@ -17,6 +17,7 @@ from typing import Any
 
 from langchain_toolprm.messages import ChatMessage, calls_since_latest_user
 from langchain_toolprm.policy.base import Policy, PolicySession
+from langchain_toolprm.search.reading import PolicyReader
 
 __all__ = ["CoverageScorer", "latest_request"]
 
@@ -37,7 +38,7 @@ class CoverageScorer:
 
     The calls already made since the latest user message (their results in the conversation) come
     first in every list: the request is accounted for by all of them together. Every list is read in
-    one side session of the policy, whose tokens count as the policy's in the search's cost.
+    one side session of the policy (`PolicyReader`), whose tokens count as the policy's in the search's cost.
 
     Args:
         policy: The search's policy model.
@@ -50,28 +51,13 @@ class CoverageScorer:
     def __init__(self, policy: Policy, messages: Sequence[ChatMessage], session: PolicySession, seed: int | None):
         self.request = latest_request(messages)
         self._made = calls_since_latest_user(messages)
-        self._policy, self._charged, self._seed = policy, session, seed
-        self._side: PolicySession | None = None
-        self._billed = (0, 0)
-        self._known: dict[str, float] = {}
+        self._reader = PolicyReader(policy, _SYSTEM, _USER, session, seed)
 
     def scores(self, lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
         """The request's log-probability after each call list (0.0 each where there is no request)."""
         if self.request is None:
             return [0.0] * len(lists)
-        texts = [self._text(calls) for calls in lists]
-        new = sorted({t for t in texts if t not in self._known})
-        if new:
-            if self._side is None:
-                self._side = self._policy.session([{"role": "system", "content": _SYSTEM},
-                                                   {"role": "user", "content": _USER}], [], seed=self._seed)
-            rows = self._side.token_logprobs([(t, self.request) for t in new])
-            self._known.update((t, sum(row)) for t, row in zip(new, rows, strict=True))
-            spent = self._side.usage.tokens, self._side.usage.forwards
-            self._charged.usage.tokens += spent[0] - self._billed[0]
-            self._charged.usage.forwards += spent[1] - self._billed[1]
-            self._billed = spent
-        return [self._known[t] for t in texts]
+        return self._reader.read([(self._text(calls), self.request) for calls in lists])
 
     def _text(self, calls: Sequence[Mapping[str, Any]]) -> str:
         lines = [json.dumps({"name": c["name"], "arguments": c["arguments"]}, ensure_ascii=False)

@@ -22,6 +22,7 @@ from langchain_toolprm.policy.base import PolicySession, SampleRequest
 from langchain_toolprm.prm.base import PRMSession
 from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Aggregation, SearchConfig
 from langchain_toolprm.search.coverage import CoverageScorer
+from langchain_toolprm.search.relevance import RelevanceScorer
 from langchain_toolprm.search.results import Alternative, Cost, TraceNode
 from langchain_toolprm.search.values import read_value, value_end
 from langchain_toolprm.tools import ToolSpec
@@ -128,13 +129,14 @@ class SearchContext:
         started: When the search began (`time.perf_counter`), if before this context (prompt encoding);
             the time limit and the wall-clock cost count from it.
         coverage: Reads the request after call lists (`SearchConfig.coverage`), or ``None``.
+        relevance: Reads the request after each tool's description (`SearchConfig.relevance`), or ``None``.
 
     """
 
     def __init__(self, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec], grammar: Grammar,
                  policy: PolicySession, prm: PRMSession | None, config: SearchConfig,
                  listener: StepListener | None = None, started: float | None = None,
-                 coverage: CoverageScorer | None = None):
+                 coverage: CoverageScorer | None = None, relevance: RelevanceScorer | None = None):
         self.messages = messages
         self.specs = specs
         self.grammar = grammar
@@ -143,6 +145,7 @@ class SearchContext:
         self.config = config
         self.listener = listener
         self.coverage = coverage
+        self.relevance = relevance
         self.prm_candidates = 0
         self.invalid_values = 0
         self.started = time.perf_counter() if started is None else started
@@ -237,7 +240,10 @@ class SearchContext:
             # it gets what the call openings leave over. Every opening counts (tags, a fence, bare JSON),
             # or a model that writes its calls another way than the format would be scored as answering.
             p_call = math.exp(self.policy.opening_logprob(text, fmt.openings()))
-            first = (math.log(max(p_call, 1e-12)), math.log(max(1.0 - p_call, 1e-12)) if finish else -math.inf)
+            # With a relevance check, calling where no tool explains the request costs log-odds, here where
+            # answering in text is the alternative: before the M best are kept, so the answer stays in them.
+            off = self.relevance.penalty() if self.relevance is not None and finish else 0.0
+            first = (math.log(max(p_call, 1e-12)) + off, math.log(max(1.0 - p_call, 1e-12)) if finish else -math.inf)
             return _Plan(actions, names, calls=calls, finish=finish, first=first)
         items = [(text, fmt.branch(index)), *names]
         if finish:
@@ -373,8 +379,9 @@ class _Plan:
     """The texts to score for one state's enumerated actions, and how to read the scores back.
 
     ``first`` holds the log-probabilities of "call" and "answer in text" at the first call slot, read
-    off the call openings; later slots score the format's own opener and the list's end among the items,
-    and ``stop_bias`` (`SearchConfig.stop_bias`) is added to the list's end there.
+    off the call openings (a call's less what the relevance check takes off, `search.relevance`); later
+    slots score the format's own opener and the list's end among the items, and ``stop_bias``
+    (`SearchConfig.stop_bias`) is added to the list's end there.
     """
 
     actions: Sequence[Action]

@@ -18,6 +18,7 @@ from langchain_toolprm.search.beam import beam_search, greedy_search
 from langchain_toolprm.search.config import SearchConfig
 from langchain_toolprm.search.coverage import CoverageScorer
 from langchain_toolprm.search.engine import SearchContext, StepListener
+from langchain_toolprm.search.relevance import RelevanceScorer
 from langchain_toolprm.search.results import SearchResult
 from langchain_toolprm.search.sampling import best_of_n, majority_vote, unconstrained
 from langchain_toolprm.tools import to_tool_specs
@@ -88,7 +89,10 @@ def run_search(
     prm_session = prm_obj.session_for(chat, specs, policy_session) if prm_obj is not None else None
     coverage = (CoverageScorer(policy_obj, chat, policy_session, config.seed)
                 if config.coverage is not None and config.strategy == "beam" else None)
-    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started, coverage)
+    relevance = (RelevanceScorer(policy_obj, chat, specs, config.relevance, policy_session, config.seed)
+                 if config.relevance is not None and config.strategy == "beam" else None)
+    ctx = SearchContext(chat, specs, grammar, policy_session, prm_session, config, on_step, started, coverage,
+                        relevance)
     result = _STRATEGIES[config.strategy](ctx)
     if config.answer_in_text and result.finished and not result.calls and result.text is None:
         if ctx.out_of_time():
