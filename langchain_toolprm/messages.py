@@ -12,7 +12,15 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-__all__ = ["ChatMessage", "UnsupportedContentError", "calls_since_latest_user", "since_latest_user", "to_chat_messages"]
+__all__ = [
+    "ChatMessage",
+    "UnsupportedContentError",
+    "answers_tool_results",
+    "calls_since_latest_user",
+    "latest_request",
+    "since_latest_user",
+    "to_chat_messages",
+]
 
 ChatMessage = dict[str, Any]
 
@@ -158,3 +166,14 @@ def calls_since_latest_user(chat: Sequence[ChatMessage]) -> list[dict[str, Any]]
     """The calls (``{"name", "arguments"}``) the assistant made since the latest user message, in order."""
     return [c["function"] for m in since_latest_user(chat) if m["role"] == "assistant"
             for c in m.get("tool_calls") or []]
+
+
+def answers_tool_results(chat: Sequence[ChatMessage]) -> bool:
+    """Whether tool results have come since the latest user message: the turn answers them, not the request."""
+    return any(m["role"] == "tool" for m in since_latest_user(chat))
+
+
+def latest_request(chat: Sequence[ChatMessage]) -> str | None:
+    """The text of the latest user message (``None`` without one, or where it is blank)."""
+    text = next((m["content"] for m in reversed(chat) if m["role"] == "user"), "")
+    return text.strip() or None

@@ -4,9 +4,9 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
-from langchain_toolprm.messages import to_chat_messages
+from langchain_toolprm.messages import latest_request, to_chat_messages
 from langchain_toolprm.search.config import Coverage, Guidance
-from langchain_toolprm.search.coverage import CoverageScorer, latest_request
+from langchain_toolprm.search.coverage import CoverageScorer
 from unit_tests.engine_fakes import TargetPolicy, TargetSession
 from unit_tests.test_search import TOOLS
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, replace
 
 from langchain_toolprm.grammar import GrammarState, StepTag
-from langchain_toolprm.messages import since_latest_user
+from langchain_toolprm.messages import answers_tool_results
 from langchain_toolprm.search.budget import in_doubt, retained
 from langchain_toolprm.search.config import SIBLING_AGGREGATIONS, Guidance
 from langchain_toolprm.search.engine import Path, Proposal, SearchContext, aggregate, distinct_alternatives
@@ -184,7 +184,7 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     finished: list[Beam] = []
     last: list[Beam] = active
     ledger = Ledger()
-    follow_up = any(m["role"] == "tool" for m in since_latest_user(ctx.messages))  # the turn answers results
+    follow_up = answers_tool_results(ctx.messages)
     for round_ in range(config.max_steps):
         active = [_force(ctx, b) for b in active]
         finished += [b for b in active if b.state.done]

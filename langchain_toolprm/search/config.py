@@ -202,7 +202,7 @@ class SearchConfig(BaseModel):
         default_factory=Relevance, description="Beam search only: at a turn's first decision, calling costs log-odds"
         " where no tool's description makes the request likelier, as the policy reads it (see Relevance); None leaves"
         " \"call or answer in text?\" to the policy and the PRM. Chosen on held-out cases: 23 of 35 right against 17"
-        " without it, all ten irrelevance cases answered in text, no call asked for lost; on BFCL irrelevance 15 of 20"
+        " without it, all ten irrelevance cases answered in text, no right call lost; on BFCL irrelevance 15 of 20"
         " against 3, at about 110 more policy tokens a one-tool request (docs/benchmarks.md, session 23).")
     adaptive: AdaptiveBudget | None = Field(
         None, description="Beam search only: N and M become caps, chosen per step from the policy's and the"

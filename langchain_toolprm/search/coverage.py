@@ -15,22 +15,16 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langchain_toolprm.messages import ChatMessage, calls_since_latest_user
+from langchain_toolprm.messages import ChatMessage, calls_since_latest_user, latest_request
 from langchain_toolprm.policy.base import Policy, PolicySession
 from langchain_toolprm.search.reading import PolicyReader
 
-__all__ = ["CoverageScorer", "latest_request"]
+__all__ = ["CoverageScorer"]
 
 _SYSTEM = ("You list function calls, one JSON object per line, and then write, after 'Request:', the user request"
            " that asks for exactly those calls.")
 _USER = "Write the function calls and then the request they carry out."
 _REQUEST = "\nRequest: "
-
-
-def latest_request(messages: Sequence[ChatMessage]) -> str | None:
-    """The text of the latest user message (``None`` without one, or where it is blank)."""
-    text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-    return text.strip() or None
 
 
 class CoverageScorer:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from langchain_toolprm.messages import ChatMessage, since_latest_user
+from langchain_toolprm.messages import ChatMessage, answers_tool_results, latest_request
 from langchain_toolprm.policy.base import Policy, PolicySession
 from langchain_toolprm.search.config import Relevance
-from langchain_toolprm.search.coverage import latest_request
 from langchain_toolprm.search.reading import PolicyReader
 from langchain_toolprm.tools import ToolSpec
 
@@ -57,8 +56,7 @@ class RelevanceScorer:
 
     def __init__(self, policy: Policy, messages: Sequence[ChatMessage], specs: Sequence[ToolSpec],
                  settings: Relevance, session: PolicySession, seed: int | None):
-        follow_up = any(m["role"] == "tool" for m in since_latest_user(messages))
-        self.request = None if follow_up else latest_request(messages)
+        self.request = None if answers_tool_results(messages) else latest_request(messages)
         self.settings = settings
         self._specs = {spec.name: spec for spec in specs}
         self._reader = PolicyReader(policy, _SYSTEM, _USER, session, seed)

@@ -4,7 +4,7 @@ from langchain_toolprm import load_policy
 from langchain_toolprm.evaluation import load_bfcl
 from langchain_toolprm.messages import to_chat_messages
 from langchain_toolprm.models.registry import DEFAULT_POLICY
-from langchain_toolprm.search.coverage import latest_request
+from langchain_toolprm.messages import latest_request
 
 data, out = sys.argv[1], sys.argv[2]
 cats = sys.argv[3:]

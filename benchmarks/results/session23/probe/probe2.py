@@ -3,7 +3,7 @@ from langchain_toolprm import load_policy
 from langchain_toolprm.evaluation import load_bfcl
 from langchain_toolprm.messages import to_chat_messages
 from langchain_toolprm.models.registry import DEFAULT_POLICY
-from langchain_toolprm.search.coverage import latest_request
+from langchain_toolprm.messages import latest_request
 policy = load_policy(DEFAULT_POLICY)
 CHAN_SYS = "Each function below is followed by a request that a user could make of it."
 BASES = {"ask": "Function: ask(question): Sends the user's message to a general assistant.\nRequest: ",
