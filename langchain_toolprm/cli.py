@@ -45,7 +45,10 @@ def _check_options(group: argparse._ArgumentGroup, name: str, check: type[BaseMo
                        default=field.get_default(call_default_factory=True) is not None,
                        help="beam: " + (field.description or ""))
     for setting, info in check.model_fields.items():
-        option(group, check, setting, f"--{name}-{setting}", type=float, help=f"--{name}: " + (info.description or ""))
+        kind: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if info.annotation is bool
+                                else {"type": float})
+        option(group, check, setting, f"--{name}-{setting.replace('_', '-')}", help=f"--{name}: "
+               + (info.description or ""), **kind)
 
 
 def _check(args: argparse.Namespace, name: str, check: type[BaseModel]) -> Any:
@@ -207,6 +210,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     option(parser, BenchSettings, "greedy_values", "--greedy-values", action=argparse.BooleanOptionalAction)
     option(parser, BenchSettings, "policy_sure", "--policy-sure", type=probability_or_none)
     option(parser, BenchSettings, "relevance", "--relevance", action=argparse.BooleanOptionalAction)
+    option(parser, BenchSettings, "coverage", "--coverage", action=argparse.BooleanOptionalAction)
     option(parser, BenchSettings, "output", "--output")
     option(parser, BenchSettings, "threads", "--threads", type=int)
     parser.add_argument("--no-progress", action="store_true", help="no line per case on stderr")

@@ -59,10 +59,12 @@ def test_bench_runs_greedy_the_floor_and_beam_on_one_model(bfcl_dir: Path, tiny_
     assert "resident memory: policy alone" in table and "PRM on the policy's weights: True" in table
 
 
-def test_the_beam_runs_take_the_relevance_check_unless_told_not_to() -> None:
+def test_the_beam_runs_take_the_relevance_check_unless_told_not_to_and_the_coverage_check_if_told() -> None:
     from langchain_toolprm.evaluation.bench import BenchSettings
-    from langchain_toolprm.search.config import Relevance
+    from langchain_toolprm.search.config import Coverage, Relevance
 
     assert BenchSettings().search(4).relevance == Relevance()
     assert BenchSettings(relevance=False).search(4).relevance is None
+    assert BenchSettings().search(4).coverage is None
+    assert BenchSettings(coverage=True).search(4).coverage == Coverage()
     assert BenchSettings().search(None).strategy == "greedy"

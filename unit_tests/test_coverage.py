@@ -127,3 +127,19 @@ def test_coverage_settings_refuse_what_cannot_work():
         Coverage(weight=0.0)
     with pytest.raises(ValueError, match="margin"):
         Coverage(margin=-1.0)
+
+
+@pytest.mark.parametrize(("count_only", "city"), [(True, "Lyon"), (False, "Paris")])
+def test_lists_of_one_length_are_ranked_by_the_policy_unless_whole_lists_are_compared(count_only, city):
+    """The policy writes Lyon where the request says Paris (its sampled alternative): a value, not a count.
+
+    Compared whole, the list that copies the request's word reads it 10 nats likelier and wins; compared
+    only with longer lists, lists of one call are ranked by the policy, as without the check.
+    """
+    lyon = {"name": "get_weather", "arguments": {"city": "Lyon", "unit": "c"}}
+    policy = _ReadingPolicy([lyon], asks=['"Paris"'], wrong_value=' "Paris"')
+    config = SearchConfig(coverage=Coverage(count_only=count_only), guidance=Guidance(policy_sure=None),
+                          relevance=None)
+    result = run_search(Q, TOOLS, policy=policy, prm=None, config=config)
+    assert [call["arguments"]["city"] for call in result.calls] == [city]
+    assert {"Lyon", "Paris"} <= {a.calls[0]["arguments"]["city"] for a in [result, *result.alternatives] if a.calls}

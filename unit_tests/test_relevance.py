@@ -155,3 +155,6 @@ def test_the_eval_command_carries_the_check_settings(monkeypatch: pytest.MonkeyP
     with pytest.raises(SystemExit):
         main([*args, "--coverage", "--coverage-margin", "5"])
     assert seen[-1].coverage == Coverage(margin=5.0) and seen[-1].relevance == Relevance()
+    with pytest.raises(SystemExit):
+        main([*args, "--coverage", "--no-coverage-count-only"])
+    assert seen[-1].coverage == Coverage(count_only=False)

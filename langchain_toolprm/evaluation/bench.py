@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from langchain_toolprm.models.registry import DEFAULT_POLICY
-from langchain_toolprm.search.config import Guidance, Relevance, SearchConfig
+from langchain_toolprm.search.config import Coverage, Guidance, Relevance, SearchConfig
 
 if TYPE_CHECKING:
     from langchain_toolprm.evaluation.cases import EvalCase
@@ -55,6 +55,8 @@ class BenchSettings(BaseModel):
                                                                        or ""))
     relevance: bool = Field(True, description="the beam runs' relevance check at its defaults (SearchConfig.relevance;"
                             " off: the PRM and the policy alone decide \"call or answer in text?\")")
+    coverage: bool = Field(False, description="the beam runs' coverage check at its defaults (SearchConfig.coverage;"
+                           " off, as in the library: the PRM and the policy alone decide \"one more call?\")")
     output: str | None = Field(None, description="JSON file for the settings, memory and per-case figures")
     threads: int | None = Field(None, ge=1, description="torch threads (default: torch's, or $OMP_NUM_THREADS)")
 
@@ -64,7 +66,8 @@ class BenchSettings(BaseModel):
             return SearchConfig(strategy="greedy")
         return SearchConfig(strategy="beam", num_beams=self.beams, beam_width=width, greedy_values=self.greedy_values,
                             guidance=Guidance(policy_sure=self.policy_sure),
-                            relevance=Relevance() if self.relevance else None)
+                            relevance=Relevance() if self.relevance else None,
+                            coverage=Coverage() if self.coverage else None)
 
 
 def _rss_mb(field: str) -> float:

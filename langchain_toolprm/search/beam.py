@@ -58,22 +58,31 @@ def _covered_keys(ctx: SearchContext, ledger: Ledger, finished: list[Beam]) -> l
     """`_key` of each finished beam, its score discounted where its calls leave the request less explained.
 
     A call list whose request reads ``margin`` nats or more less likely than after the best-explaining
-    list among the finished ones (`SearchConfig.coverage`) pays ``exp(-weight * shortfall)``; the best one
-    and an answer in text pay nothing. So a list that leaves out a part of the request loses to one that
-    makes it, whatever the policy's preference for stopping, and a call that explains nothing new does not
-    win a list over the one without it.
+    rival (`SearchConfig.coverage`: a longer finished list under ``count_only``, else any) pays
+    ``exp(-weight * shortfall)``; an answer in text pays nothing. So a list that leaves out a part of the
+    request loses to one that makes it, whatever the policy's preference for stopping, and a call that
+    explains nothing new does not win a list over the one without it. Under ``count_only`` the call lists
+    are then scaled so that the best of them keeps the score the best had before: the check reorders call
+    lists and leaves "call or answer in text?" where it was; lists of one length read nothing.
     """
     keys = [_key(ctx, ledger, b) for b in finished]
-    if ctx.coverage is None:
-        return keys
     settings = ctx.config.coverage
-    assert settings is not None  # the context has a scorer only when the settings ask for one
+    if ctx.coverage is None or settings is None:
+        return keys
     listed = [i for i, b in enumerate(finished) if b.state.calls]
+    counts = [len(finished[i].state.calls) for i in listed]
+    if settings.count_only and len(set(counts)) < 2:
+        return keys
     read = ctx.coverage.scores([finished[i].state.call_dicts() for i in listed])
-    best = max(read, default=0.0)
-    for i, value in zip(listed, read, strict=True):
-        shortfall = max(0.0, best - value - settings.margin)
+    plain = max((keys[i][0] for i in listed), default=0.0)
+    for i, count, value in zip(listed, counts, read, strict=True):
+        rivals = [v for c, v in zip(counts, read, strict=True) if c > count] if settings.count_only else read
+        shortfall = max(0.0, max(rivals, default=value) - value - settings.margin)
         keys[i] = (keys[i][0] * math.exp(-settings.weight * shortfall), keys[i][1])
+    top = max((keys[i][0] for i in listed), default=0.0)
+    if settings.count_only and top > 0:
+        for i in listed:
+            keys[i] = (keys[i][0] * plain / top, keys[i][1])
     return keys
 
 
@@ -137,6 +146,19 @@ def _settled(ctx: SearchContext, ledger: Ledger, finished: list[Beam], active: l
     return all(_key(ctx, ledger, b) <= best for b in active)
 
 
+def _waits_aside(ctx: SearchContext, beam: Beam) -> bool:
+    """Whether a finished beam leaves the beam for the final ranking (`SearchConfig.coverage`).
+
+    So the beams go on past the point where the policy would stop, and a longer list can be read. An
+    answer in text waits aside only where whole lists are compared: under ``count_only`` it competes for
+    a beam's place at the first step, as without the check.
+    """
+    settings = ctx.config.coverage
+    if ctx.coverage is None or settings is None or not beam.state.done:
+        return False
+    return bool(beam.state.calls) or not settings.count_only
+
+
 def _explaining(ctx: SearchContext, ledger: Ledger, active: list[Beam], finished: list[Beam]) -> list[Beam]:
     """The active beams, less those whose latest call explains less than the margin more of the request.
 
@@ -174,9 +196,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
     (`search.siblings`). With an adaptive budget, M and N are caps: the PRM judges only the proposals
     the policy leaves in doubt (one left is taken unjudged, like a forced move), and only beams near
     the best one's score go on (`search.budget`). With a coverage check (`SearchConfig.coverage`) a
-    finished answer waits aside instead of taking a beam's place, a beam whose latest call explains
-    nothing new of the request is dropped (`_explaining`), and the final ranking discounts the lists
-    that explain less of it (`_covered_keys`).
+    finished call list waits aside instead of taking a beam's place (`_waits_aside`), a beam whose
+    latest call explains nothing new of the request is dropped (`_explaining`), and the final ranking
+    discounts the lists that explain less of it (`_covered_keys`).
     """
     config = ctx.config
     root = TraceNode()
@@ -230,9 +252,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                 if other is None or _key(ctx, ledger, child) > _key(ctx, ledger, other):
                     children[child.state] = child
         ranked = sorted(children.values(), key=lambda b: _key(ctx, ledger, b), reverse=True)
-        done = [b for b in ranked if b.state.done] if ctx.coverage is not None else []
+        done = [b for b in ranked if _waits_aside(ctx, b)]
         if done:  # a finished list waits for the final ranking without taking a beam's place
-            ranked = [b for b in ranked if not b.state.done]
+            ranked = [b for b in ranked if not _waits_aside(ctx, b)]
         active = done + (ranked[: config.num_beams] if config.adaptive is None
                          else retained(ranked, lambda b: _key(ctx, ledger, b)[0], config.num_beams, config.adaptive))
         for beam in active:

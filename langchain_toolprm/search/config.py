@@ -70,10 +70,11 @@ class Coverage(BaseModel):
     A list that leaves out a part of the request leaves its words unexplained, and one call too many
     explains nothing new. The packaged policy ends lists early, and the packaged PRM judges "one more
     call?" worse than the policy (docs/benchmarks.md, session 18); read backwards, the request tells a
-    held-out reference list from its prefixes on 63 of 65 (session 22). Whole lists are compared, so
-    the check also weighs values: one that copies the request's words reads it likelier, right or not.
-    With it a finished list does not take a beam's place, and a beam goes on past the point where the
-    policy would stop: more policy tokens (docs/benchmarks.md).
+    held-out reference list from its prefixes on 63 of 65 (session 22). Compared whole, lists would be
+    weighed by their values too (one that copies the request's words reads it likelier, right or not),
+    so by default a list is compared only with longer ones (``count_only``). With it a finished call
+    list does not take a beam's place, and a beam goes on past the point where the policy would stop:
+    more policy tokens (docs/benchmarks.md).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -85,6 +86,12 @@ class Coverage(BaseModel):
                           " the best one without paying, and that a further call must add for its beam to go on: it"
                           " lies between what a missing call costs the request and what a repeated call adds, on"
                           " held-out requests (docs/benchmarks.md, session 22).")
+    count_only: bool = Field(True, description="Compare a finished call list only with the longer finished lists"
+                             " (is a call missing?) and keep the best call list's score, so lists of one length are"
+                             " ranked by the PRM and the policy, values included, and an answer in text neither waits"
+                             " aside nor moves. Off: every list against the best-explaining one, answers in text"
+                             " waiting aside too, which let values that copy the request's words win and moved calls"
+                             " to text on BFCL (docs/benchmarks.md, sessions 22 and 24).")
 
 
 class Relevance(BaseModel):
@@ -195,9 +202,9 @@ class SearchConfig(BaseModel):
     coverage: Coverage | None = Field(
         None, description="Beam search only: rank finished call lists by how much of the user's request they explain"
         " too, as the policy reads it (see Coverage); None (the default) ranks them by the PRM and the policy alone."
-        " Not the default: chosen on held-out cases (19 of 35 right against 17), it answered BFCL's non-live AST"
-        " categories worse than greedy (65.0 against 68.75) and irrelevance better (7 of 20 against 3), at 1.75x the"
-        " default beam's tokens (docs/benchmarks.md, session 22).")
+        " Not the default: on held-out composed requests it wrote as many calls as asked more often and stopped lists"
+        " that ran to the call limit, but on unseen BFCL parallel and parallel_multiple cases it won three and lost"
+        " three against the defaults (22 of 40 each), at 1.7x their tokens (docs/benchmarks.md, sessions 22 and 24).")
     relevance: Relevance | None = Field(
         default_factory=Relevance, description="Beam search only: at a turn's first decision, calling costs log-odds"
         " where no tool's description makes the request likelier, as the policy reads it (see Relevance); None leaves"
