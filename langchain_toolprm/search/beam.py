@@ -252,9 +252,9 @@ def beam_search(ctx: SearchContext) -> SearchResult:
                 if other is None or _key(ctx, ledger, child) > _key(ctx, ledger, other):
                     children[child.state] = child
         ranked = sorted(children.values(), key=lambda b: _key(ctx, ledger, b), reverse=True)
-        done = [b for b in ranked if _waits_aside(ctx, b)]
-        if done:  # a finished list waits for the final ranking without taking a beam's place
-            ranked = [b for b in ranked if not _waits_aside(ctx, b)]
+        aside = [_waits_aside(ctx, b) for b in ranked]  # a finished list waits for the final ranking
+        done = [b for b, waits in zip(ranked, aside, strict=True) if waits]
+        ranked = [b for b, waits in zip(ranked, aside, strict=True) if not waits]
         active = done + (ranked[: config.num_beams] if config.adaptive is None
                          else retained(ranked, lambda b: _key(ctx, ledger, b)[0], config.num_beams, config.adaptive))
         for beam in active:
