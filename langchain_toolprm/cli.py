@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -46,6 +46,7 @@ def _check_options(group: argparse._ArgumentGroup, name: str, check: type[BaseMo
                        help="beam: " + (field.description or ""))
     for setting, info in check.model_fields.items():
         kind: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if info.annotation is bool
+                                else {"choices": get_args(info.annotation)} if get_origin(info.annotation) is Literal
                                 else {"type": float})
         option(group, check, setting, f"--{name}-{setting.replace('_', '-')}", help=f"--{name}: "
                + (info.description or ""), **kind)

@@ -1,3 +1,4 @@
+import json
 from collections.abc import Sequence
 
 import pytest
@@ -6,6 +7,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_toolprm import RulePRM, SearchConfig, StepTag, run_search
 from langchain_toolprm.messages import latest_request, to_chat_messages
 from langchain_toolprm.search.config import Coverage, Guidance
+from langchain_toolprm.search.copying import adds_words, call_words, request_words
 from langchain_toolprm.search.coverage import CoverageScorer
 from unit_tests.engine_fakes import TargetPolicy, TargetSession
 from unit_tests.test_search import TOOLS
@@ -143,3 +145,63 @@ def test_lists_of_one_length_are_ranked_by_the_policy_unless_whole_lists_are_com
     result = run_search(Q, TOOLS, policy=policy, prm=None, config=config)
     assert [call["arguments"]["city"] for call in result.calls] == [city]
     assert {"Lyon", "Paris"} <= {a.calls[0]["arguments"]["city"] for a in [result, *result.alternatives] if a.calls}
+
+
+@pytest.mark.parametrize(("request_text", "second", "kept"), [
+    # the second call copies only "weather" and "paris", copied already; the unit is no word of the request
+    ("The weather in Paris, please.", {"name": "get_weather", "arguments": {"city": "Paris", "unit": "f"}}, False),
+    ("The weather and the time in Paris, please.", TIME, True),  # "time": its function's name
+])
+def test_by_words_a_call_goes_on_only_where_it_copies_a_new_word_of_the_request(request_text, second, kept):
+    """``drop_on="words"``: the read-back says the second call adds 10 nats either way; the words decide.
+
+    Its drop reads nothing: the only lists read are the finished ones the final ranking compares.
+    """
+    policy = _ReadingPolicy([WEATHER, second], asks=["get_weather", json.dumps(second)])
+    config = SearchConfig(stop_bias=0.0, guidance=Guidance(policy_sure=None), relevance=None,
+                          coverage=Coverage(drop_on="words"))
+    result = run_search([{"role": "user", "content": request_text}], TOOLS, policy=policy, prm=RulePRM(),
+                        config=config)
+    assert result.calls == ([WEATHER, second] if kept else [WEATHER])
+    # read only where it finished (the ranking); the gain drop would have read it whole, and kept it
+    assert any(text.startswith(json.dumps(WEATHER) + "\n" + json.dumps(second)) for text in policy.seen) == kept
+    gain = run_search([{"role": "user", "content": request_text}], TOOLS, policy=policy, prm=RulePRM(),
+                      config=config.model_copy(update={"coverage": Coverage()}))
+    assert gain.calls == [WEATHER, second]
+
+
+def test_the_words_a_call_copies():
+    request = request_words("Book 2 tickets to São Paulo for the 3.5 hour concert, and what's the weather there?")
+    assert {"book", "tickets", "são", "paulo", "hour", "concert", "weather", "2", "3", "5"} <= request
+    assert not {"the", "and", "for", "what"} & request  # function words say nothing about the parts
+    call = {"name": "bookConcert_tickets", "arguments": {"city": "Sao Paulo", "count": 2.0, "seats": [{"n": 3}],
+                                                         "refundable": True, "note": None}}
+    # the name split at "_" and at camel case, values only (not parameter names), a whole float as an integer
+    assert call_words(call) == {"book", "concert", "tickets", "sao", "paulo", "2", "3"}
+    assert adds_words(request, [], call)
+    made = {"name": "book_tickets", "arguments": {"where": "paulo", "what": "concert", "n": "2 3"}}
+    assert not adds_words(request, [made], call)
+    assert not adds_words(request, [], {"name": "reserve", "arguments": {"city": "Lisbon", "flag": False}})
+
+
+def test_by_words_a_call_of_another_function_on_the_same_values_adds_its_name():
+    request = request_words("The final velocity and the distance traveled, from 20 m/s at 5 m/s2 for 6 s.")
+    values = {"initial_velocity": 20, "acceleration": 5, "time": 6}
+    first = {"name": "kinematics.final_velocity", "arguments": values}
+    assert adds_words(request, [first], {"name": "kinematics.distance_traveled", "arguments": values})
+    assert not adds_words(request, [first], {"name": "kinematics.final_velocity", "arguments": {**values, "time": 5}})
+
+
+def test_by_words_the_calls_already_made_count_as_earlier_calls():
+    messages = to_chat_messages([
+        HumanMessage("Weather and time in Paris?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "c1"}]),
+        ToolMessage("sunny", tool_call_id="c1"),
+    ])
+    scorer = CoverageScorer(_ReadingPolicy([], asks=[]), messages, TargetSession("", TargetPolicy([]).fmt), seed=0)
+    # "weather" and "paris" were copied by the call made before the results; "time" was not
+    assert not scorer.adds_words([{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}])
+    assert scorer.adds_words([TIME])
+    blank = CoverageScorer(_ReadingPolicy([], asks=[]), [{"role": "user", "content": " "}],
+                           TargetSession("", TargetPolicy([]).fmt), seed=0)
+    assert blank.adds_words([TIME, TIME])  # no request: nothing can be told, nothing is dropped

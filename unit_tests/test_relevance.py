@@ -158,3 +158,14 @@ def test_the_eval_command_carries_the_check_settings(monkeypatch: pytest.MonkeyP
     with pytest.raises(SystemExit):
         main([*args, "--coverage", "--no-coverage-count-only"])
     assert seen[-1].coverage == Coverage(count_only=False)
+    with pytest.raises(SystemExit):
+        main([*args, "--coverage", "--coverage-drop-on", "words"])
+    assert seen[-1].coverage == Coverage(drop_on="words")
+
+
+def test_the_eval_command_refuses_an_unknown_drop_signal(capsys: pytest.CaptureFixture[str]) -> None:
+    from langchain_toolprm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["eval", "--data", "d", "--output", "o", "--coverage", "--coverage-drop-on", "tokens"])
+    assert "--coverage-drop-on: invalid choice: 'tokens'" in capsys.readouterr().err

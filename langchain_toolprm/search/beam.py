@@ -160,12 +160,14 @@ def _waits_aside(ctx: SearchContext, beam: Beam) -> bool:
 
 
 def _explaining(ctx: SearchContext, ledger: Ledger, active: list[Beam], finished: list[Beam]) -> list[Beam]:
-    """The active beams, less those whose latest call explains less than the margin more of the request.
+    """The active beams, less those whose latest call adds nothing to the request (`Coverage.drop_on`).
 
-    Such a call is one too many (a repeat of a part already made, or a part the request does not
-    have); the list without it is finished already, and the beam would only go on adding calls up to
-    ``max_calls``. A first call is always kept: the list without it is no call at all. The dropped beam
-    is a dead end (`search.siblings`): the end of the list it passed over is no longer priced against it.
+    It adds nothing where the request reads less than the margin likelier after it, or, by words, where
+    it copies no word of the request that the calls before it had not. Such a call is one too many (a
+    repeat of a part already made, or a part the request does not have); the list without it is finished
+    already, and the beam would only go on adding calls up to ``max_calls``. A first call is always kept:
+    the list without it is no call at all. The dropped beam is a dead end (`search.siblings`): the end of
+    the list it passed over is no longer priced against it.
     """
     settings = ctx.config.coverage
     if ctx.coverage is None or settings is None:
@@ -173,10 +175,13 @@ def _explaining(ctx: SearchContext, ledger: Ledger, active: list[Beam], finished
     grown = [b for b in active if b.state.function is None and len(b.state.calls) > 1]
     if not grown:
         return active
-    lists = [c for b in grown for c in (b.state.call_dicts(), b.state.call_dicts()[:-1])]
-    read = ctx.coverage.scores(lists)
-    short = {id(b) for b, after, before in zip(grown, read[::2], read[1::2], strict=True)
-             if after - before < settings.margin}
+    if settings.drop_on == "words":
+        short = {id(b) for b in grown if not ctx.coverage.adds_words(b.state.call_dicts())}
+    else:
+        lists = [c for b in grown for c in (b.state.call_dicts(), b.state.call_dicts()[:-1])]
+        read = ctx.coverage.scores(lists)
+        short = {id(b) for b, after, before in zip(grown, read[::2], read[1::2], strict=True)
+                 if after - before < settings.margin}
     if not short:
         return active
     for beam in active:

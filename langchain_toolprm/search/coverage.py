@@ -17,6 +17,7 @@ from typing import Any
 
 from langchain_toolprm.messages import ChatMessage, calls_since_latest_user, latest_request
 from langchain_toolprm.policy.base import Policy, PolicySession
+from langchain_toolprm.search.copying import adds_words, request_words
 from langchain_toolprm.search.reading import PolicyReader
 
 __all__ = ["CoverageScorer"]
@@ -45,6 +46,7 @@ class CoverageScorer:
     def __init__(self, policy: Policy, messages: Sequence[ChatMessage], session: PolicySession, seed: int | None):
         self.request = latest_request(messages)
         self._made = calls_since_latest_user(messages)
+        self._words = request_words(self.request or "")
         self._reader = PolicyReader(policy, _SYSTEM, _USER, session, seed)
 
     def scores(self, lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
@@ -52,6 +54,17 @@ class CoverageScorer:
         if self.request is None:
             return [0.0] * len(lists)
         return self._reader.read([(self._text(calls), self.request) for calls in lists])
+
+    def adds_words(self, calls: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the list's latest call copies a word of the request that no call before it copies (`search.copying`).
+
+        The calls already made since the latest user message count as earlier calls. Without a request
+        every call adds: nothing can be told.
+        """
+        if self.request is None:
+            return True
+        *earlier, last = calls
+        return adds_words(self._words, [*self._made, *earlier], last)
 
     def _text(self, calls: Sequence[Mapping[str, Any]]) -> str:
         lines = [json.dumps({"name": c["name"], "arguments": c["arguments"]}, ensure_ascii=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from langchain_toolprm import Coverage, SearchConfig, load_policy, load_prm, run_search
@@ -47,14 +48,25 @@ def label(calls: list[dict[str, Any]], truth: list[dict[str, Any]]) -> str:
     return "near-repeat" if any(c["name"] == last["name"] for c in made) else "other"
 
 
-def main() -> None:
+def setup() -> tuple[argparse.Namespace, Any, Any]:
+    """The probe's arguments and its models (session 25's probe shares them)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
     parser.add_argument("--categories", nargs="+", required=True)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--output", required=True)
-    args = parser.parse_args()
-    policy, prm = load_policy("qwen2.5-coder-0.5b-instruct"), load_prm("default")
+    return parser.parse_args(), load_policy("qwen2.5-coder-0.5b-instruct"), load_prm("default")
+
+
+def searched(args: argparse.Namespace, policy: Any, prm: Any) -> Iterator[tuple[Any, Any]]:
+    """Each case with the result of beam search with `Coverage()` on it."""
+    for case in load_bfcl(args.data, args.categories, limit=args.limit):
+        yield case, run_search(case.messages, case.functions, policy=policy, prm=prm,
+                               config=SearchConfig(coverage=Coverage()))
+
+
+def main() -> None:
+    args, policy, prm = setup()
     original = CoverageScorer.scores
     reads: dict[str, float] = {}
 
@@ -65,10 +77,7 @@ def main() -> None:
 
     CoverageScorer.scores = recording  # type: ignore[method-assign]
     with open(args.output, "w") as out:
-        for case in load_bfcl(args.data, args.categories, limit=args.limit):
-            reads.clear()
-            result = run_search(case.messages, case.functions, policy=policy, prm=prm,
-                                config=SearchConfig(coverage=Coverage()))
+        for case, result in searched(args, policy, prm):
             rows = []
             for text, value in reads.items():
                 calls = json.loads(text)
@@ -80,6 +89,7 @@ def main() -> None:
                                   "gains": rows}) + "\n")
             out.flush()
             print(case.id, [(r["label"][0], round(r["gain"], 1)) for r in rows], flush=True)
+            reads.clear()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,72 @@
+"""Which words of the user's request a call copies: "one more call?" told without reading anything.
+
+The coverage check reads the request back after a list with and without its latest call, and drops the
+beam where the call adds less than a margin (`Coverage.drop_on` ``"gain"``). One call's gain is noisy:
+on held-out requests right calls often read the request no likelier (docs/benchmarks.md, sessions 24
+and 25). A call the request asks for carries a part of it, and small models copy that part (a city,
+a number, a name) into the call's values, and the function it picks often names the part too; a call too
+many repeats parts already carried, or carries what the request never said (another unit, a guessed
+name). So a call that copies no word of the request that the calls before it had not copied adds nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ["adds_words", "call_words", "request_words"]
+
+_WORD = re.compile(r"[^\W_]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_FUNCTION_WORDS = frozenset({
+    "the", "and", "for", "with", "from", "into", "onto", "that", "this", "these", "those", "than", "then", "there",
+    "their", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "would",
+    "should", "will", "shall", "may", "might", "must", "please", "also", "all", "any", "each", "some", "both", "was",
+    "were", "are", "has", "have", "had", "not", "but", "you", "your", "yours", "our", "ours", "its", "let", "get",
+    "give", "tell", "show", "find", "want", "need", "like", "about", "just", "only", "very", "more", "most", "much",
+    "many", "per", "via"
+})
+"""English function words and request verbs: copied into a value they say nothing about the request's parts."""
+
+
+def _words(text: str) -> set[str]:
+    """The content words of a text, lower-cased: three letters or more, or with a digit."""
+    found = (w.lower() for w in _WORD.findall(text))
+    return {w for w in found if (len(w) >= 3 or any(c.isdigit() for c in w)) and w not in _FUNCTION_WORDS}
+
+
+def _scalars(value: Any) -> Iterable[str]:
+    """The texts of a value's leaves: strings and numbers (a whole float as an integer), not flags or nulls."""
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _scalars(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _scalars(item)
+    elif isinstance(value, float) and value.is_integer():
+        yield str(int(value))
+    elif isinstance(value, str | int | float) and not isinstance(value, bool):
+        yield str(value)
+
+
+def request_words(request: str) -> frozenset[str]:
+    """The content words of the user's request."""
+    return frozenset(_words(request))
+
+
+def call_words(call: Mapping[str, Any]) -> set[str]:
+    """The content words of a call: its function's name (``get_current_time``, ``getCurrentTime``) and its values.
+
+    The name counts because two parts of a request may ask different things of the same values ("the
+    final velocity and the distance travelled"): there the second call's new words are in its name.
+    Parameter names do not count: they are the schema's words, not the request's.
+    """
+    name = _CAMEL.sub(" ", str(call.get("name") or ""))
+    return _words(" ".join([name, *_scalars(call.get("arguments") or {})]))
+
+
+def adds_words(request: frozenset[str], earlier: Sequence[Mapping[str, Any]], call: Mapping[str, Any]) -> bool:
+    """Whether ``call`` copies a word of the request that none of the ``earlier`` calls copies."""
+    made = set().union(*(call_words(c) for c in earlier))
+    return bool((call_words(call) & request) - made)
