@@ -17,15 +17,15 @@ from langchain_toolprm.lm import Usage
 from langchain_toolprm.messages import ChatMessage
 from langchain_toolprm.prm.base import PRM, Path, PRMSession
 from langchain_toolprm.tools import ToolSpec
+from langchain_toolprm.words import leaves, split_identifier
 
 __all__ = ["RulePRM"]
 
 _WORD = re.compile(r"[a-z]+|\d+(?:\.\d+)?")
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
 def _words(text: str) -> set[str]:
-    return set(_WORD.findall(_CAMEL.sub(" ", text).replace("_", " ").lower()))
+    return set(_WORD.findall(split_identifier(text).lower()))
 
 
 class RulePRM(PRM):
@@ -107,16 +107,8 @@ class _RuleSession(PRMSession):
             if _words(repr(value).removesuffix(".0")) <= self.words:
                 return 1.0
             return 0.8 if value == schema.get("default") else low
-        leaves = list(_leaves(value))
-        if not leaves:
+        found = leaves(value)
+        if not found:
             return 0.7
-        grounded = sum(self._grounding(v, {}) >= 0.85 for v in leaves)
-        return low + (1.0 - low) * grounded / len(leaves)
-
-
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]
+        grounded = sum(self._grounding(v, {}) >= 0.85 for v in found)
+        return low + (1.0 - low) * grounded / len(found)

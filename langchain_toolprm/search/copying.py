@@ -15,10 +15,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from langchain_toolprm.words import leaves, split_identifier
+
 __all__ = ["adds_words", "call_words", "request_words"]
 
 _WORD = re.compile(r"[^\W_]+")
-_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _FUNCTION_WORDS = frozenset({
     "the", "and", "for", "with", "from", "into", "onto", "that", "this", "these", "those", "than", "then", "there",
     "their", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "would",
@@ -38,16 +39,11 @@ def _words(text: str) -> set[str]:
 
 def _scalars(value: Any) -> Iterable[str]:
     """The texts of a value's leaves: strings and numbers (a whole float as an integer), not flags or nulls."""
-    if isinstance(value, Mapping):
-        for item in value.values():
-            yield from _scalars(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _scalars(item)
-    elif isinstance(value, float) and value.is_integer():
-        yield str(int(value))
-    elif isinstance(value, str | int | float) and not isinstance(value, bool):
-        yield str(value)
+    for leaf in leaves(value):
+        if isinstance(leaf, float) and leaf.is_integer():
+            yield str(int(leaf))
+        elif isinstance(leaf, str | int | float) and not isinstance(leaf, bool):
+            yield str(leaf)
 
 
 def request_words(request: str) -> frozenset[str]:
@@ -62,7 +58,7 @@ def call_words(call: Mapping[str, Any]) -> set[str]:
     final velocity and the distance travelled"): there the second call's new words are in its name.
     Parameter names do not count: they are the schema's words, not the request's.
     """
-    name = _CAMEL.sub(" ", str(call.get("name") or ""))
+    name = split_identifier(str(call.get("name") or ""))
     return _words(" ".join([name, *_scalars(call.get("arguments") or {})]))
 
 

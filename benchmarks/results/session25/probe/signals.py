@@ -5,7 +5,7 @@ For each read list G (two calls or more) whose list less its latest call P was r
 - ``copied_gain``: that gain over the request's tokens whose words the latest call's values copy;
 - ``new_words``: how many words of the request the latest call copies (its function's name and its
   values, `langchain_toolprm.search.copying`) that no call of P copies: ``Coverage(drop_on="words")``
-  drops below 1.
+  drops below 1; ``new_value_words`` the same with function names left out.
 Labels: ``needed`` (the call matches a reference call that P has not matched), and whether G holds
 more calls than the request asks for. Prints, per signal and threshold, the calls a drop at it takes.
 
@@ -36,6 +36,11 @@ def needed(calls: list[dict[str, Any]], truth: list[dict[str, Any]]) -> bool:
     return label(calls, truth) == "needed"
 
 
+def values(call: dict[str, Any]) -> dict[str, Any]:
+    """The call without its function's name: its values' words alone."""
+    return {"name": "", "arguments": call["arguments"]}
+
+
 def by_span(read: dict[str, Any]) -> dict[tuple[int, int], float]:
     return {tuple(s): lp for s, lp in zip(read["spans"], read["logprobs"], strict=True)}
 
@@ -61,6 +66,8 @@ def rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             "gain": sum(read["logprobs"]) - sum(before["logprobs"]),
             "copied_gain": copied_gain,
             "new_words": len((call_words(last) & req_words) - set().union(*(call_words(c) for c in calls[:-1]))),
+            "new_value_words": len((call_words(values(last)) & req_words)
+                                   - set().union(*(call_words(values(c)) for c in calls[:-1]))),
             "last": last,
         })
     return out
@@ -75,7 +82,8 @@ def main() -> None:
               "within asked, not needed": [d for d in data if not d["needed"] and d["n"] <= d["asked"]],
               "beyond asked": [d for d in data if d["n"] > d["asked"]]}
     print({k: len(v) for k, v in groups.items()})
-    for signal, thresholds in (("gain", (0, 1, 2, 3, 4)), ("copied_gain", (0, 1, 2, 3, 4, 6)), ("new_words", (1, 2))):
+    for signal, thresholds in (("gain", (0, 1, 2, 3, 4)), ("copied_gain", (0, 1, 2, 3, 4, 6)), ("new_words", (1, 2)),
+                               ("new_value_words", (1,))):
         for t in thresholds:
             dropped = {k: sum(d[signal] < t for d in v) for k, v in groups.items()}
             print(f"{signal:16s} drop below {t:>3}: " + ", ".join(f"{k} {dropped[k]}/{len(groups[k])}"
