@@ -172,12 +172,13 @@ def test_by_words_a_call_goes_on_only_where_it_copies_a_new_word_of_the_request(
 
 def test_the_words_a_call_copies():
     request = request_words("Book 2 tickets to São Paulo for the 3.5 hour concert, and what's the weather there?")
-    assert {"book", "tickets", "são", "paulo", "hour", "concert", "weather", "2", "3", "5"} <= request
+    assert {"book", "ticket", "são", "paulo", "hour", "concert", "weather", "2", "3", "5"} <= request
     assert not {"the", "and", "for", "what"} & request  # function words say nothing about the parts
     call = {"name": "bookConcert_tickets", "arguments": {"city": "Sao Paulo", "count": 2.0, "seats": [{"n": 3}],
                                                          "refundable": True, "note": None}}
-    # the name split at "_" and at camel case, values only (not parameter names), a whole float as an integer
-    assert call_words(call) == {"book", "concert", "tickets", "sao", "paulo", "2", "3"}
+    # the name split at "_" and at camel case, values only (not parameter names), a whole float as an integer,
+    # every word by its stem
+    assert call_words(call) == {"book", "concert", "ticket", "sao", "paulo", "2", "3"}
     assert adds_words(request, [], call)
     made = {"name": "book_tickets", "arguments": {"where": "paulo", "what": "concert", "n": "2 3"}}
     assert not adds_words(request, [made], call)
@@ -190,6 +191,50 @@ def test_by_words_a_call_of_another_function_on_the_same_values_adds_its_name():
     first = {"name": "kinematics.final_velocity", "arguments": values}
     assert adds_words(request, [first], {"name": "kinematics.distance_traveled", "arguments": values})
     assert not adds_words(request, [first], {"name": "kinematics.final_velocity", "arguments": {**values, "time": 5}})
+
+
+def test_words_are_matched_by_their_stems():
+    request = request_words("Get the nutritional facts of the recipes, and the temperatures of the cities.")
+    assert adds_words(request, [], {"name": "recipe_nutrition_info", "arguments": {"q": "pasta"}})
+    assert adds_words(request, [], {"name": "city_temperature", "arguments": {}})
+
+
+CROSS = "The weather and the time in Paris and in Rome."
+
+
+@pytest.mark.parametrize(("per_call", "kept"), [(False, False), (True, True)])
+def test_per_call_a_cross_product_s_last_call_goes_on(per_call, kept):
+    """Each word of "the time in Rome" was copied by an earlier call, but no earlier call copied both."""
+    request = request_words(CROSS)
+    earlier = [{"name": "get_weather", "arguments": {"city": city}} for city in ("Paris", "Rome")]
+    earlier.append({"name": "get_time", "arguments": {"city": "Paris"}})
+    assert adds_words(request, earlier, {"name": "get_time", "arguments": {"city": "Rome"}}, per_call=per_call) == kept
+
+
+@pytest.mark.parametrize("per_call", [False, True])
+def test_a_repeated_call_or_one_that_copies_no_word_of_the_request_adds_nothing(per_call):
+    request = request_words(CROSS)
+    first = {"name": "get_time", "arguments": {"city": "Rome"}}
+    assert not adds_words(request, [first], {"name": "get_time", "arguments": {"city": "Rome", "tz": "CET"}},
+                          per_call=per_call)
+    assert not adds_words(request, [first], {"name": "reserve", "arguments": {"city": "Lisbon"}}, per_call=per_call)
+    assert not adds_words(request, [], {"name": "reserve", "arguments": {"city": "Lisbon"}}, per_call=per_call)
+
+
+def test_call_words_in_a_search_keeps_the_cross_product_s_last_call():
+    """``drop_on="call_words"`` in a beam search: a cross product's fourth call goes on, where ``"words"`` drops it."""
+    calls = [{"name": "get_weather", "arguments": {"city": "Paris"}},
+             {"name": "get_weather", "arguments": {"city": "Rome"}},
+             {"name": "get_time", "arguments": {"city": "Paris"}},
+             {"name": "get_time", "arguments": {"city": "Rome"}}]
+    found = {}
+    for drop_on in ("words", "call_words"):
+        policy = _ReadingPolicy(calls, asks=[c["name"] for c in calls])
+        config = SearchConfig(stop_bias=0.0, guidance=Guidance(policy_sure=None), relevance=None,
+                              coverage=Coverage(drop_on=drop_on))
+        found[drop_on] = run_search([{"role": "user", "content": CROSS}], TOOLS, policy=policy, prm=RulePRM(),
+                                    config=config).calls
+    assert found == {"words": calls[:3], "call_words": calls}
 
 
 def test_by_words_the_calls_already_made_count_as_earlier_calls():

@@ -175,8 +175,9 @@ def _explaining(ctx: SearchContext, ledger: Ledger, active: list[Beam], finished
     grown = [b for b in active if b.state.function is None and len(b.state.calls) > 1]
     if not grown:
         return active
-    if settings.drop_on == "words":
-        short = {id(b) for b in grown if not ctx.coverage.adds_words(b.state.call_dicts())}
+    if settings.drop_on != "gain":
+        per_call = settings.drop_on == "call_words"
+        short = {id(b) for b in grown if not ctx.coverage.adds_words(b.state.call_dicts(), per_call=per_call)}
     else:
         lists = [c for b in grown for c in (b.state.call_dicts(), b.state.call_dicts()[:-1])]
         read = ctx.coverage.scores(lists)

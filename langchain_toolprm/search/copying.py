@@ -7,13 +7,22 @@ and 25). A call the request asks for carries a part of it, and small models copy
 a number, a name) into the call's values, and the function it picks often names the part too; a call too
 many repeats parts already carried, or carries what the request never said (another unit, a guessed
 name). So a call that copies no word of the request that the calls before it had not copied adds nothing.
+
+Compared with all earlier calls as one set, that misses a cross product ("the weather and the time in A
+and in B"): the fourth call's words were each copied by some earlier call, never together. Compared with
+each earlier call (``per_call``), a call adds where no single earlier call copied all of its request
+words. Words are matched by their stems (Snowball's English stemmer): a request for "nutritional" facts
+is carried by ``recipe_nutrition_info``.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import snowballstemmer
 
 from langchain_toolprm.words import leaves, split_identifier
 
@@ -31,10 +40,21 @@ _FUNCTION_WORDS = frozenset({
 """English function words and request verbs: copied into a value they say nothing about the request's parts."""
 
 
+_STEMMERS = threading.local()
+
+
+def _stem(words: list[str]) -> list[str]:
+    """Each word's stem; one stemmer per thread, since a Snowball stemmer keeps its word as state."""
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = snowballstemmer.stemmer("english")
+    return [str(stem) for stem in stemmer.stemWords(words)]
+
+
 def _words(text: str) -> set[str]:
-    """The content words of a text, lower-cased: three letters or more, or with a digit."""
+    """The stems of a text's content words, lower-cased: words of three letters or more, or with a digit."""
     found = (w.lower() for w in _WORD.findall(text))
-    return {w for w in found if (len(w) >= 3 or any(c.isdigit() for c in w)) and w not in _FUNCTION_WORDS}
+    return set(_stem([w for w in found if (len(w) >= 3 or any(c.isdigit() for c in w)) and w not in _FUNCTION_WORDS]))
 
 
 def _scalars(value: Any) -> Iterable[str]:
@@ -47,12 +67,12 @@ def _scalars(value: Any) -> Iterable[str]:
 
 
 def request_words(request: str) -> frozenset[str]:
-    """The content words of the user's request."""
+    """The content words of the user's request (their stems)."""
     return frozenset(_words(request))
 
 
 def call_words(call: Mapping[str, Any]) -> set[str]:
-    """The content words of a call: its function's name (``get_current_time``, ``getCurrentTime``) and its values.
+    """The content words of a call, stemmed: its function's name (``get_current_time``, ``getCurrentTime``), its values.
 
     The name counts because two parts of a request may ask different things of the same values ("the
     final velocity and the distance travelled"): there the second call's new words are in its name.
@@ -62,7 +82,13 @@ def call_words(call: Mapping[str, Any]) -> set[str]:
     return _words(" ".join([name, *_scalars(call.get("arguments") or {})]))
 
 
-def adds_words(request: frozenset[str], earlier: Sequence[Mapping[str, Any]], call: Mapping[str, Any]) -> bool:
-    """Whether ``call`` copies a word of the request that none of the ``earlier`` calls copies."""
-    made = set().union(*(call_words(c) for c in earlier))
-    return bool((call_words(call) & request) - made)
+def adds_words(request: frozenset[str], earlier: Sequence[Mapping[str, Any]], call: Mapping[str, Any], *,
+               per_call: bool = False) -> bool:
+    """Whether ``call`` copies a word of the request that none of the ``earlier`` calls copies.
+
+    With ``per_call``: whether it copies words of the request and no one earlier call copies all of them.
+    """
+    copied = call_words(call) & request
+    if per_call:
+        return bool(copied) and not any(copied <= call_words(c) for c in earlier)
+    return bool(copied - set().union(*(call_words(c) for c in earlier)))

@@ -55,8 +55,8 @@ class CoverageScorer:
             return [0.0] * len(lists)
         return self._reader.read([(self._text(calls), self.request) for calls in lists])
 
-    def adds_words(self, calls: Sequence[Mapping[str, Any]]) -> bool:
-        """Whether the list's latest call copies a word of the request that no call before it copies (`search.copying`).
+    def adds_words(self, calls: Sequence[Mapping[str, Any]], *, per_call: bool = False) -> bool:
+        """Whether the list's latest call copies words of the request the calls before it do not (`search.copying`).
 
         The calls already made since the latest user message count as earlier calls. Without a request
         every call adds: nothing can be told.
@@ -64,7 +64,7 @@ class CoverageScorer:
         if self.request is None:
             return True
         *earlier, last = calls
-        return adds_words(self._words, [*self._made, *earlier], last)
+        return adds_words(self._words, [*self._made, *earlier], last, per_call=per_call)
 
     def _text(self, calls: Sequence[Mapping[str, Any]]) -> str:
         lines = [json.dumps({"name": c["name"], "arguments": c["arguments"]}, ensure_ascii=False)
