@@ -193,6 +193,14 @@ def test_by_words_a_call_of_another_function_on_the_same_values_adds_its_name():
     assert not adds_words(request, [first], {"name": "kinematics.final_velocity", "arguments": {**values, "time": 5}})
 
 
+def test_numbers_are_read_apart_from_their_units():
+    """"10km" in a request is the number a call copies as 10: a call on it adds a word."""
+    request = request_words("Walking times for 5km and 10km routes, and for a 3x2 grid.")
+    first = {"name": "walking_time", "arguments": {"distance": 5, "unit": "km"}}
+    assert adds_words(request, [first], {"name": "walking_time", "arguments": {"distance": 10.0, "unit": "km"}})
+    assert {"5", "10", "3", "2"} <= request
+
+
 def test_words_are_matched_by_their_stems():
     request = request_words("Get the nutritional facts of the recipes, and the temperatures of the cities.")
     assert adds_words(request, [], {"name": "recipe_nutrition_info", "arguments": {"q": "pasta"}})

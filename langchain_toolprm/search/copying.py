@@ -28,7 +28,8 @@ from langchain_toolprm.words import leaves, split_identifier
 
 __all__ = ["adds_words", "call_words", "request_words"]
 
-_WORD = re.compile(r"[^\W_]+")
+_WORD = re.compile(r"[^\W\d_]+|\d+")
+"""Runs of letters or of digits: "5cm" in a request is the number a call copies as ``5``, and the unit."""
 _FUNCTION_WORDS = frozenset({
     "the", "and", "for", "with", "from", "into", "onto", "that", "this", "these", "those", "than", "then", "there",
     "their", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "would",
@@ -52,9 +53,9 @@ def _stem(words: list[str]) -> list[str]:
 
 
 def _words(text: str) -> set[str]:
-    """The stems of a text's content words, lower-cased: words of three letters or more, or with a digit."""
+    """The stems of a text's content words, lower-cased: words of three letters or more, and numbers."""
     found = (w.lower() for w in _WORD.findall(text))
-    return set(_stem([w for w in found if (len(w) >= 3 or any(c.isdigit() for c in w)) and w not in _FUNCTION_WORDS]))
+    return set(_stem([w for w in found if (len(w) >= 3 or w.isdigit()) and w not in _FUNCTION_WORDS]))
 
 
 def _scalars(value: Any) -> Iterable[str]:
