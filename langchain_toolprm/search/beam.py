@@ -163,7 +163,7 @@ def _explaining(ctx: SearchContext, ledger: Ledger, active: list[Beam], finished
     """The active beams, less those whose latest call adds nothing to the request (`Coverage.drop_on`).
 
     It adds nothing where the request reads less than the margin likelier after it, or, by words, where
-    it copies no word of the request that the calls before it had not. Such a call is one too many (a
+    it copies no word of the request more often than the calls before it had. Such a call is one too many (a
     repeat of a part already made, or a part the request does not have); the list without it is finished
     already, and the beam would only go on adding calls up to ``max_calls``. A first call is always kept:
     the list without it is no call at all. The dropped beam is a dead end (`search.siblings`): the end of

@@ -88,10 +88,10 @@ class Coverage(BaseModel):
                           " held-out requests (docs/benchmarks.md, session 22).")
     drop_on: Literal["gain", "words", "call_words"] = Field(
         "gain", description="What a beam's latest call must add for the beam to go on: \"gain\", the request read"
-        " back likelier by the margin after it; \"words\", a word of the request that no earlier call copies in its"
-        " function's name or its values (`search.copying`, words matched by their stems; nothing is read for it);"
-        " \"call_words\", words of the request that no one earlier call copies all of (a cross product's last"
-        " call goes on). A first call always goes on.")
+        " back likelier by the margin after it; \"words\", a word of the request that no earlier call copies as"
+        " often in its function's name or its values (`search.copying`, words matched by their stems and counted;"
+        " nothing is read for it); \"call_words\", words of the request that no one earlier call copies all of as"
+        " often (a cross product's last call goes on). A first call always goes on.")
     count_only: bool = Field(True, description="Compare a finished call list only with the longer finished lists"
                              " (is a call missing?) and keep the best call list's score, so lists of one length are"
                              " ranked by the PRM and the policy, values included, and an answer in text neither waits"

@@ -12,13 +12,17 @@ Compared with all earlier calls as one set, that misses a cross product ("the we
 and in B"): the fourth call's words were each copied by some earlier call, never together. Compared with
 each earlier call (``per_call``), a call adds where no single earlier call copied all of its request
 words. Words are matched by their stems (Snowball's English stemmer): a request for "nutritional" facts
-is carried by ``recipe_nutrition_info``.
+is carried by ``recipe_nutrition_info``. Words are counted, not only told apart: in "a = 1, b = 2, c =
+1" the call ``(1, 2, 1)`` copies "1" twice, so it adds to an earlier ``(1, -3, 2)`` (BFCL parallel
+requests repeat small numbers across their parts); a call copies a word at most as often as the request
+says it.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -52,10 +56,10 @@ def _stem(words: list[str]) -> list[str]:
     return [str(stem) for stem in stemmer.stemWords(words)]
 
 
-def _words(text: str) -> set[str]:
-    """The stems of a text's content words, lower-cased: words of three letters or more, and numbers."""
+def _words(text: str) -> Counter[str]:
+    """The stems of a text's content words (three letters or more, and numbers), lower-cased and counted."""
     found = (w.lower() for w in _WORD.findall(text))
-    return set(_stem([w for w in found if (len(w) >= 3 or w.isdigit()) and w not in _FUNCTION_WORDS]))
+    return Counter(_stem([w for w in found if (len(w) >= 3 or w.isdigit()) and w not in _FUNCTION_WORDS]))
 
 
 def _scalars(value: Any) -> Iterable[str]:
@@ -67,12 +71,12 @@ def _scalars(value: Any) -> Iterable[str]:
             yield str(leaf)
 
 
-def request_words(request: str) -> frozenset[str]:
-    """The content words of the user's request (their stems)."""
-    return frozenset(_words(request))
+def request_words(request: str) -> Counter[str]:
+    """The content words of the user's request (their stems), each with how often the request says it."""
+    return _words(request)
 
 
-def call_words(call: Mapping[str, Any]) -> set[str]:
+def call_words(call: Mapping[str, Any]) -> Counter[str]:
     """The content words of a call, stemmed: its function's name (``get_current_time``, ``getCurrentTime``), its values.
 
     The name counts because two parts of a request may ask different things of the same values ("the
@@ -83,13 +87,17 @@ def call_words(call: Mapping[str, Any]) -> set[str]:
     return _words(" ".join([name, *_scalars(call.get("arguments") or {})]))
 
 
-def adds_words(request: frozenset[str], earlier: Sequence[Mapping[str, Any]], call: Mapping[str, Any], *,
+def adds_words(request: Counter[str], earlier: Sequence[Mapping[str, Any]], call: Mapping[str, Any], *,
                per_call: bool = False) -> bool:
-    """Whether ``call`` copies a word of the request that none of the ``earlier`` calls copies.
+    """Whether ``call`` copies a word of the request more often than any of the ``earlier`` calls copies it.
 
-    With ``per_call``: whether it copies words of the request and no one earlier call copies all of them.
+    With ``per_call``: whether it copies words of the request and no one earlier call copies all of them
+    as often.
     """
     copied = call_words(call) & request
     if per_call:
         return bool(copied) and not any(copied <= call_words(c) for c in earlier)
-    return bool(copied - set().union(*(call_words(c) for c in earlier)))
+    most: Counter[str] = Counter()
+    for made in earlier:
+        most |= call_words(made)
+    return bool(copied - most)
