@@ -50,6 +50,29 @@ def test_cached_scoring_matches_full_forward(lm):
     assert torch.allclose(longer.last_hidden, fresh.last_hidden, atol=1e-5)
 
 
+def test_a_prompt_feeds_only_what_no_recent_prompt_shares(lm):
+    """An agent's next turn, and every search's side reader: the prompt seen before is not fed again."""
+    lm, alone = CausalLM(lm.model, lm.tokenizer), CausalLM(lm.model, lm.tokenizer)  # nothing remembered yet
+    turn = "<|im_start|>system\nYou call tools.<|im_end|>\n<|im_start|>user\nweather in Paris?<|im_end|>\n"
+    first, again, next_turn = Usage(), Usage(), Usage()
+    root = lm.prefix(turn + "<|im_start|>assistant\n", first)
+    assert first.tokens == len(root.ids)
+    assert lm.prefix(turn + "<|im_start|>assistant\n", again).kv is root.kv
+    assert again.tokens == 0
+    later = turn + "<|im_start|>assistant\nsunny<|im_end|>\n<|im_start|>assistant\n"
+    grown = lm.prefix(later, next_turn)
+    assert grown.ids[:len(root.ids)] == root.ids
+    assert next_turn.tokens == len(grown.ids) - len(root.ids)
+    # the same keys, values and next-token state as encoding the longer prompt alone
+    fresh = alone.prefix(later)
+    assert torch.allclose(grown.last_hidden, fresh.last_hidden, atol=1e-5)
+    for (k, v), (fk, fv) in zip(grown.kv, fresh.kv, strict=True):
+        assert torch.allclose(k, fk, atol=1e-5) and torch.allclose(v, fv, atol=1e-5)
+    # a prompt that is a strict start of a remembered one feeds its last token, whose state is not kept
+    short = Usage()
+    assert lm.prefix(turn, short).ids == lm.encode(turn) and short.tokens == 1
+
+
 def test_tree_scoring_matches_full_forward(lm):
     """Continuations of several tails in one tree pass give the numbers of one full forward each."""
     root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")

@@ -107,6 +107,19 @@ def _case_line(run: str, case: EvalCase, seconds: float, result: SearchResult | 
     return line
 
 
+def _cold(policy: TransformersPolicy, prm: Any) -> None:
+    """Forget the prompts the models remember (`lm.RootMemory`), so no run reads one another run encoded.
+
+    Each run then pays its whole prompt, as a first call would; a process that serves many requests
+    pays less (docs/benchmarks.md, session 27).
+    """
+    from langchain_toolprm.lm import ScoringLM
+
+    for lm in (policy.lm, getattr(prm, "lm", None)):
+        if isinstance(lm, ScoringLM):
+            lm.roots.clear()
+
+
 def _floor(policy: TransformersPolicy, case: EvalCase, result: SearchResult) -> dict[str, int]:
     """One prefill of the prompt, then one decoding step (head and argmax included) per token of the chosen calls."""
     import torch
@@ -163,6 +176,7 @@ def run_bench(settings: BenchSettings, *, cases: Sequence[EvalCase] | None = Non
     lines: list[dict[str, Any]] = []
 
     def timed(run: str, case: EvalCase, config: SearchConfig, prm: Any) -> SearchResult:
+        _cold(policy, prm)
         _reset_peak()
         began = time.perf_counter()
         result = run_search(case.messages, case.tools, policy=policy, prm=prm, config=config)
@@ -177,6 +191,7 @@ def run_bench(settings: BenchSettings, *, cases: Sequence[EvalCase] | None = Non
     memory: dict[str, Any] = {"start_mb": round(start_mb, 1), "policy_mb": round(_rss_mb("VmRSS"), 1)}
     for i, case in enumerate(cases, 1):
         result = timed(GREEDY, case, settings.search(None), None)
+        _cold(policy, None)
         _reset_peak()
         began = time.perf_counter()
         floor = _floor(policy, case, result)

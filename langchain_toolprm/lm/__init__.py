@@ -10,12 +10,12 @@ the tokens it would have produced itself; where a continuation re-tokenises the 
 
 Modules: `types` (what the models hand around), `tokenized` (what a tokenizer alone decides, shared with
 served models), `scoring` (encoding and scoring on cached prefixes), `judging` (a PRM's label logits for
-every beam in one pass), `causal` (sampling), `cache` (recent prefixes of one prompt, and what the last
-tree passes computed: `fed_tree`), `stacked` (several cached prefixes in one cache), `judged_tree`
+every beam in one pass), `causal` (sampling), `cache` (recent prefixes of one prompt, the prompts a model
+encoded last, and what the last tree passes computed: `fed_tree`), `stacked` (several cached prefixes in one cache), `judged_tree`
 (candidate texts and judgement suffixes as one tree).
 """
 
-from langchain_toolprm.lm.cache import PrefixCache
+from langchain_toolprm.lm.cache import PrefixCache, RootMemory
 from langchain_toolprm.lm.causal import CausalLM
 from langchain_toolprm.lm.judging import JudgingLM
 from langchain_toolprm.lm.scoring import ScoringLM
@@ -31,5 +31,5 @@ from langchain_toolprm.lm.types import (
     logsumexp,
 )
 
-__all__ = ["CausalLM", "ContextLengthError", "Draw", "JudgingLM", "Prefix", "PrefixCache", "Sample", "ScoringLM",
-           "StopFn", "TokenizedLM", "Usage", "common_prefix", "logsumexp"]
+__all__ = ["CausalLM", "ContextLengthError", "Draw", "JudgingLM", "Prefix", "PrefixCache", "RootMemory", "Sample",
+           "ScoringLM", "StopFn", "TokenizedLM", "Usage", "common_prefix", "logsumexp"]

@@ -1,4 +1,4 @@
-"""Recently used prefixes of one root, so each search step feeds only what it added."""
+"""Recently used prefixes of one root, so each search step feeds only what it added; recent roots of one model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from langchain_toolprm.lm.fed_tree import FedTree
-from langchain_toolprm.lm.types import Prefix, Usage
+from langchain_toolprm.lm.types import Prefix, Usage, common_prefix
 
 if TYPE_CHECKING:
     from langchain_toolprm.lm.causal import CausalLM
@@ -14,6 +14,46 @@ if TYPE_CHECKING:
 
 _KEPT_TREES = 8
 """Tree passes remembered per cache: a round's, for beams up to four, and the round's before."""
+_KEPT_ROOTS = 4
+"""Prompts remembered per model: a search's own prompt and its side readers' (`search.reading`), with room
+for a second conversation served at once."""
+
+
+class RootMemory:
+    """The prompts a model encoded last, so a new prompt feeds only the tokens it shares with none of them.
+
+    A search opens sessions on prompts it has seen before: every search's side readers
+    (`search.reading`) open on the same short prompt, and an agent's next turn is its last prompt with a
+    call and its result added. Keys and values depend only on the tokens before them, so a shared run
+    of token ids is reused as it is.
+
+    Args:
+        size: How many prompts to keep (each holds its keys and values: about 24 KB a token for the packaged 0.5B
+            in float32).
+
+    """
+
+    def __init__(self, size: int = _KEPT_ROOTS):
+        self.size = size
+        self._roots: list[Prefix] = []
+
+    def closest(self, ids: Sequence[int]) -> tuple[Prefix | None, int]:
+        """The remembered prompt that shares the most leading tokens with ``ids``, and how many it shares."""
+        best, shared = None, 0
+        for root in self._roots:
+            common = common_prefix(ids, root.ids)
+            if common > shared:
+                best, shared = root, common
+        return best, shared
+
+    def clear(self) -> None:
+        """Forget every prompt: the next one is encoded whole, as a fresh process would."""
+        self._roots = []
+
+    def keep(self, root: Prefix) -> None:
+        """Remember a prompt (most recent last); the oldest one goes beyond ``size``."""
+        kept = [r for r in self._roots if r.ids != root.ids] + [root]
+        self._roots = kept[-self.size:] if self.size > 0 else []
 
 
 class PrefixCache:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from langchain_toolprm.constrained import ValueGrammar, ValueGrammars
 
+from langchain_toolprm.lm.cache import RootMemory
 from langchain_toolprm.lm.fed_tree import FedTree
 from langchain_toolprm.lm.judged_tree import JudgedTree, additive_mask, trie_path
 from langchain_toolprm.lm.stacked import blocks_after, stack_prefixes
@@ -48,6 +49,7 @@ class ScoringLM(TokenizedLM):
         forward = inspect.signature(model.base_model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
         self._grammars: ValueGrammars | None = None
+        self.roots = RootMemory()
 
     @property
     def max_context(self) -> int | None:
@@ -113,7 +115,7 @@ class ScoringLM(TokenizedLM):
             return torch.nn.functional.linear(hidden, head.weight.index_select(0, index), bias).float()
 
     def prefix(self, text: str, usage: Usage | None = None) -> Prefix:
-        """Encode a root text (a prompt) once for reuse."""
+        """Encode a root text (a prompt) once for reuse, feeding only what no recent prompt shares (`RootMemory`)."""
         ids = self.encode(text)
         if not ids:
             raise ValueError("Cannot encode an empty prompt.")
@@ -125,9 +127,16 @@ class ScoringLM(TokenizedLM):
                 " with a longer context."
             )
         with self._lock:
-            cache = self._cache([], 0, 1)
-            hidden = self._hidden(self._torch.tensor([ids]), cache, usage)
-        return Prefix(text, "", ids, len(ids), self._kv_of(cache), hidden[0, -1])
+            known, shared = self.roots.closest(ids)
+            if known is not None and shared == len(ids) == len(known.ids):
+                return Prefix(text, "", ids, len(ids), known.kv, known.last_hidden)
+            start = min(shared, len(ids) - 1)  # feed at least one token: its hidden state is kept
+            kv = [(k[:, :, :start], v[:, :, :start]) for k, v in known.kv] if known is not None and start else []
+            cache = self._cache(kv, start, 1)
+            hidden = self._hidden(self._torch.tensor([ids[start:]]), cache, usage)
+            root = Prefix(text, "", ids, len(ids), self._kv_of(cache), hidden[0, -1])
+            self.roots.keep(root)
+        return root
 
     def extend(self, base: Prefix, tail: str, usage: Usage | None = None, near: Sequence[Prefix] = ()) -> Prefix:
         """The prefix ``base.root + tail``, fed from whichever known prefix shares the most tokens.
