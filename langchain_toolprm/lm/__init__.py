@@ -11,8 +11,8 @@ the tokens it would have produced itself; where a continuation re-tokenises the 
 Modules: `types` (what the models hand around), `tokenized` (what a tokenizer alone decides, shared with
 served models), `scoring` (encoding and scoring on cached prefixes), `judging` (a PRM's label logits for
 every beam in one pass), `causal` (sampling), `cache` (recent prefixes of one prompt, the prompts a model
-encoded last, and what the last tree passes computed: `fed_tree`), `stacked` (several cached prefixes in one cache), `judged_tree`
-(candidate texts and judgement suffixes as one tree).
+encoded last, and what the last tree passes computed: `fed_tree`), `stacked` (several cached prefixes in one
+cache), `judged_tree` (candidate texts and judgement suffixes as one tree).
 """
 
 from langchain_toolprm.lm.cache import PrefixCache, RootMemory
