@@ -73,6 +73,20 @@ def test_a_prompt_feeds_only_what_no_recent_prompt_shares(lm):
     assert lm.prefix(turn, short).ids == lm.encode(turn) and short.tokens == 1
 
 
+def test_a_prompt_used_again_is_the_last_to_be_forgotten(lm):
+    """A side reader's prompt, read at every search, stays while the searches' own prompts come and go."""
+    lm = CausalLM(lm.model, lm.tokenizer)
+    lm.roots.size = 2
+    side, *asked = [f"<|im_start|>system\n{text}<|im_end|>\n<|im_start|>assistant\n"
+                    for text in ("Read the request.", "weather in Paris?", "time in Rome?")]
+    lm.prefix(side)
+    for prompt in asked:
+        lm.prefix(prompt)
+        again = Usage()
+        lm.prefix(side, again)
+        assert again.tokens == 0
+
+
 def test_tree_scoring_matches_full_forward(lm):
     """Continuations of several tails in one tree pass give the numbers of one full forward each."""
     root = lm.prefix("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")

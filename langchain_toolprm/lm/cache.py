@@ -51,7 +51,7 @@ class RootMemory:
         self._roots = []
 
     def keep(self, root: Prefix) -> None:
-        """Remember a prompt (most recent last); the oldest one goes beyond ``size``."""
+        """Remember a prompt, or one used again, as the most recent; the least recently used goes beyond ``size``."""
         kept = [r for r in self._roots if r.ids != root.ids] + [root]
         self._roots = kept[-self.size:] if self.size > 0 else []
 

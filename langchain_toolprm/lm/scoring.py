@@ -129,6 +129,7 @@ class ScoringLM(TokenizedLM):
         with self._lock:
             known, shared = self.roots.closest(ids)
             if known is not None and shared == len(ids) == len(known.ids):
+                self.roots.keep(known)  # used again: the last to be forgotten (a side reader's, every search)
                 return Prefix(text, "", ids, len(ids), known.kv, known.last_hidden)
             start = min(shared, len(ids) - 1)  # feed at least one token: its hidden state is kept
             kv = [(k[:, :, :start], v[:, :, :start]) for k, v in known.kv] if known is not None and start else []
